@@ -1,0 +1,35 @@
+# avdisentangle: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STRATEGY ?= none
+ARGS ?=
+BASE_CONFIG := experiments/configs/base.yaml
+STRATEGIES := $(sort $(basename $(notdir $(wildcard experiments/configs/strategy/*.yaml))))
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test data train clean
+
+help: ## list the targets
+	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv and install the package with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: setup ## run the test suite (CPU, a few minutes)
+	$(PY) -m pytest -q
+
+data: setup ## write the built-in synthetic corpus and its feature cache
+	$(PY) -m avdisentangle prepare --config $(BASE_CONFIG) $(ARGS)
+
+train: setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (data prepared if needed); ARGS="--trainer.max_epochs=3"
+	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }
+	$(PY) -m avdisentangle fit --config $(BASE_CONFIG) --config experiments/configs/strategy/$(STRATEGY).yaml $(ARGS)
+
+clean: ## remove generated data, logs and checkpoints (keeps .venv)
+	rm -rf data logs checkpoints results

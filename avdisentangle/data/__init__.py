@@ -1,0 +1,1 @@
+"""Audio-visual data layer: corpus readers, the synthetic corpus, features, cache and DataModule."""

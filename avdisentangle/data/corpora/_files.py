@@ -1,0 +1,62 @@
+"""Cheap file checks shared by the corpus readers: names, existence and size, never decoding.
+
+Decoding errors are the feature extractor's business; a reader only refuses what it can see
+without opening a file, so listing a corpus of thousands of clips stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avdisentangle.data.records import ClipRecord, CorpusError, CorpusListing, Refusal, require_clips
+
+MEDIA_SUFFIXES = (".wav", ".flv", ".mp4", ".avi")
+
+
+def is_media(path: Path) -> bool:
+    """Whether a file is audio or video by its extension; anything else is skipped silently."""
+    return path.suffix.lower() in MEDIA_SUFFIXES
+
+
+def relative(path: Path, root: Path) -> str:
+    """How a refusal names a file: its path under the root, with '/' on every OS."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The files and the sub-folders of a folder, sorted so that every run reads the same order."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as err:
+        raise CorpusError(f"cannot list {folder}: {err}") from err
+    return [entry for entry in entries if not entry.is_dir()], [entry for entry in entries if entry.is_dir()]
+
+
+def file_problem(path: Path, kind: str) -> str | None:
+    """Why a media file cannot be used (missing, a folder, unreadable, empty), or None if it looks fine."""
+    try:
+        if path.is_dir():
+            return f"{kind} path is a folder, not a file"
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"missing {kind} file"
+    except OSError as err:
+        return f"unreadable {kind} file ({err.strerror or err})"
+    return f"empty {kind} file (0 bytes)" if size == 0 else None
+
+
+def clip_file_refusals(root: Path, audio: Path, video: Path) -> list[Refusal]:
+    """One refusal per unusable file of a paired clip; the clip is kept only when this is empty.
+
+    Audio and video may be one file (a video whose audio track is used), which is then checked once.
+    """
+    kinds = {audio: "audio", video: "video"} if audio != video else {audio: "audio-video"}
+    return [Refusal(relative(path, root), problem) for path, kind in kinds.items() if (problem := file_problem(path, kind))]
+
+
+def finish(clips: list[ClipRecord], refused: list[Refusal], root: Path, corpus: str, expected: str) -> CorpusListing:
+    """The listing with clips sorted by id (deterministic), or CorpusError when none was usable."""
+    return require_clips(CorpusListing(sorted(clips, key=lambda clip: clip.clip_id), refused), root, corpus, expected)

@@ -1,0 +1,98 @@
+"""Any corpus described by a CSV manifest: clip_id,audio,video,speaker,emotion plus optional columns.
+
+This is the escape hatch for layouts without a dedicated reader; extra columns become extras,
+and relative paths resolve against the CSV's own folder so a manifest travels with its data.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from avdisentangle.data.corpora._files import file_problem, finish
+from avdisentangle.data.records import ClipRecord, CorpusError, CorpusListing, Refusal, require_root
+
+REQUIRED = ("clip_id", "audio", "video", "speaker", "emotion")
+MANIFEST_NAME = "manifest.csv"
+EXPECTED = f"a CSV with columns {','.join(REQUIRED)}"
+
+
+def locate_manifest(root: str | Path | None) -> Path:
+    """The CSV itself when root is a file, else the manifest.csv inside the root folder."""
+    if root is not None and Path(root).expanduser().is_file():
+        return Path(root).expanduser()
+    folder = require_root(root, "manifest")
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise CorpusError(f"no {MANIFEST_NAME} in {folder}; pass the CSV file itself or a folder holding {MANIFEST_NAME}")
+    return path
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The stripped header and the non-blank rows with the line each ends on."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            rows = [(reader.line_num, row) for row in reader if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise CorpusError(f"cannot read manifest {path}: {err}") from err
+    columns = [name.strip() for name in header]
+    if not any(columns):
+        raise CorpusError(f"manifest {path} is empty (expected {EXPECTED})")
+    missing = [name for name in REQUIRED if name not in columns]
+    if missing:
+        raise CorpusError(f"manifest {path} lacks column(s) {', '.join(missing)}; found {', '.join(columns)}")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise CorpusError(f"manifest {path} repeats column(s) {', '.join(repeated)}")
+    if not rows:
+        raise CorpusError(f"manifest {path} has a header but no rows")
+    return columns, rows
+
+
+def _resolve(value: str, folder: Path) -> Path:
+    """A path from the manifest, relative ones taken against the manifest's folder."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else folder / path
+
+
+def read_manifest(root: str | Path | None) -> CorpusListing:
+    """One clip per row; a row with empty fields, a repeated id or unusable files is refused."""
+    path = locate_manifest(root)
+    columns, rows = _read_rows(path)
+    refused: list[Refusal] = []
+    clips = []
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        item = f"{path.name} line {line}"
+        if len(row) != len(columns):
+            refused.append(Refusal(item, f"row has {len(row)} fields but the header has {len(columns)}"))
+            continue
+        values = dict(zip(columns, (value.strip() for value in row)))
+        clip_id = values["clip_id"]
+        if clip_id in first_line:
+            refused.append(Refusal(item, f"duplicate clip_id {clip_id!r} (first on line {first_line[clip_id]})"))
+            continue
+        if clip_id:
+            first_line[clip_id] = line
+        empty = [name for name in REQUIRED if not values[name]]
+        if empty:
+            refused.append(Refusal(item, f"empty field(s): {', '.join(empty)}"))
+            continue
+        files = {kind: _resolve(values[kind], path.parent) for kind in ("audio", "video")}
+        problems = [f"{problem}: {values[kind]}" for kind, file in files.items() if (problem := file_problem(file, kind))]
+        if problems:
+            refused.append(Refusal(item, f"clip {clip_id!r}: {'; '.join(problems)}"))
+            continue
+        clips.append(
+            ClipRecord(
+                clip_id=clip_id,
+                audio_path=files["audio"],
+                video_path=files["video"],
+                speaker=values["speaker"],
+                emotion=values["emotion"],
+                extras={name: value for name, value in values.items() if name and name not in REQUIRED},
+            )
+        )
+    return finish(clips, refused, path.parent, "manifest", EXPECTED)

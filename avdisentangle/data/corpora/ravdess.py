@@ -1,0 +1,130 @@
+"""RAVDESS as distributed: <root>/Actor_NN/MM-VV-EE-II-SS-RR-AA.{mp4,wav}, seven two-digit fields.
+
+The modality field (01 audio-video, 02 video-only, 03 audio-only) splits one recording into
+several files, so a clip is identified by the six other fields and its files are paired by them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from avdisentangle.data.corpora._files import clip_file_refusals, finish, is_media, list_folder, relative
+from avdisentangle.data.records import ClipRecord, CorpusListing, Refusal, require_root
+
+MODALITY_SUFFIX = {"01": ".mp4", "02": ".mp4", "03": ".wav"}
+MODALITY_NAMES = {"01": "audio-video", "02": "video-only", "03": "audio-only"}
+VOCAL_CHANNELS = {"01": "speech", "02": "song"}
+EMOTIONS = {
+    "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
+    "05": "anger", "06": "fear", "07": "disgust", "08": "surprise",
+}
+INTENSITIES = {"01": "normal", "02": "strong"}
+FIELD_CODES = {
+    "modality": tuple(MODALITY_SUFFIX),
+    "vocal channel": tuple(VOCAL_CHANNELS),
+    "emotion": tuple(EMOTIONS),
+    "intensity": tuple(INTENSITIES),
+    "statement": ("01", "02"),
+    "repetition": ("01", "02"),
+    "actor": tuple(f"{n:02d}" for n in range(1, 25)),
+}
+ACTOR_FOLDER = re.compile(r"Actor_(\d\d)")
+EXPECTED = "Actor_NN/MM-VV-EE-II-SS-RR-AA.mp4 (modality 01/02) with .wav (modality 03) beside it"
+
+
+def parse_name(name: str) -> list[str]:
+    """The seven codes of a RAVDESS file name; the ValueError names the field that is wrong."""
+    stem, _, suffix = name.rpartition(".")
+    codes = stem.split("-")
+    if len(codes) != len(FIELD_CODES):
+        raise ValueError(f"name does not parse: expected 7 two-digit fields like 01-01-01-01-01-01-01, got {len(codes)}")
+    for (field, allowed), code in zip(FIELD_CODES.items(), codes):
+        if code not in allowed:
+            raise ValueError(f"unknown {field} code {code!r}: expected {allowed[0]}-{allowed[-1]}")
+    modality = codes[0]
+    if f".{suffix.lower()}" != MODALITY_SUFFIX[modality]:
+        expected = MODALITY_SUFFIX[modality]
+        raise ValueError(f"modality {modality} ({MODALITY_NAMES[modality]}) should be a {expected} file, not .{suffix}")
+    return codes
+
+
+def _check_channels(vocal_channels: str | Sequence[str]) -> set[str]:
+    """The selected vocal channels, or a ValueError that lists the valid ones."""
+    chosen = {vocal_channels} if isinstance(vocal_channels, str) else set(vocal_channels)
+    if not chosen or not chosen <= set(VOCAL_CHANNELS.values()):
+        raise ValueError(f"vocal_channels must pick one or both of 'speech' and 'song', got {vocal_channels!r}")
+    return chosen
+
+
+def _stray_folder(folder: Path, root: Path) -> list[Refusal]:
+    """Refuse a folder that is not Actor_NN when it holds media, so misplaced clips are not lost unseen."""
+    count = sum(1 for path in folder.rglob("*") if is_media(path) and not path.is_dir())
+    reason = f"not an Actor_NN folder directly under the root: its {count} media file(s) were not read"
+    return [Refusal(relative(folder, root), reason)] if count else []
+
+
+def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = ("speech",)) -> CorpusListing:
+    """Pair each recording's video (02 preferred, else 01) with its audio (03 wav, else the 01 mp4's track)."""
+    channels = _check_channels(vocal_channels)
+    root = require_root(root, "ravdess")
+    refused: list[Refusal] = []
+    files_by_clip: dict[tuple[str, ...], dict[str, Path]] = {}
+    loose_files, folders = list_folder(root)
+    outside = "media file outside the Actor_NN folders"
+    refused += [Refusal(relative(path, root), outside) for path in filter(is_media, loose_files)]
+    for folder in folders:
+        actor_match = ACTOR_FOLDER.fullmatch(folder.name)
+        if actor_match is None:
+            refused += _stray_folder(folder, root)
+            continue
+        files, subfolders = list_folder(folder)
+        for subfolder in subfolders:
+            refused += _stray_folder(subfolder, root)
+        for path in filter(is_media, files):
+            try:
+                codes = parse_name(path.name)
+            except ValueError as err:
+                refused.append(Refusal(relative(path, root), str(err)))
+                continue
+            if codes[-1] != actor_match.group(1):
+                refused.append(Refusal(relative(path, root), f"actor field {codes[-1]} disagrees with its folder {folder.name}"))
+                continue
+            if VOCAL_CHANNELS[codes[1]] in channels:
+                files_by_clip.setdefault(tuple(codes[1:]), {})[codes[0]] = path
+
+    clips = []
+    for key, by_modality in sorted(files_by_clip.items()):
+        clip_id = "-".join(key)
+        video = by_modality.get("02") or by_modality.get("01")
+        audio = by_modality.get("03") or by_modality.get("01")
+        if video is None:
+            reason = f"missing video file: no 02-{clip_id}.mp4 or 01-{clip_id}.mp4 beside it"
+            refused.append(Refusal(relative(audio, root), reason))
+            continue
+        if audio is None:
+            reason = f"missing audio file: no 03-{clip_id}.wav, nor 01-{clip_id}.mp4 whose audio track could serve"
+            refused.append(Refusal(relative(video, root), reason))
+            continue
+        unusable = clip_file_refusals(root, audio, video)
+        if unusable:
+            refused.extend(unusable)
+            continue
+        vocal_channel, emotion, intensity, statement, repetition, actor = key
+        clips.append(
+            ClipRecord(
+                clip_id=clip_id,
+                audio_path=audio,
+                video_path=video,
+                speaker=actor,
+                emotion=EMOTIONS[emotion],
+                extras={
+                    "vocal_channel": VOCAL_CHANNELS[vocal_channel],
+                    "intensity": INTENSITIES[intensity],
+                    "statement": statement,
+                    "repetition": repetition,
+                },
+            )
+        )
+    return finish(clips, refused, root, "ravdess", EXPECTED)

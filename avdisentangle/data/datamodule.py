@@ -1,0 +1,217 @@
+"""`AVDataModule`: a corpus on disk becomes cached features, closed-set splits and batches.
+
+Label maps, class counts and class weights come from the data and are linked into the model by
+the CLI, so nobody types `num_speakers` by hand. Training epochs read only the memory-mapped cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from avdisentangle.data.cache import FeatureCache, PrepareSummary, build_cache, cache_dir_for, is_complete, read_summary
+from avdisentangle.data.corpora import CORPORA, read_corpus
+from avdisentangle.data.features import FeatureConfig
+from avdisentangle.data.records import CorpusError, require_root
+from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, make_splits
+from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
+
+PREDICT_SPLITS = (*SPLIT_NAMES, "all")
+
+
+class CachedClips(Dataset):
+    """Rows of the feature cache as training samples; `__getitems__` gathers a whole batch at once."""
+
+    def __init__(self, cache: FeatureCache, indices: np.ndarray, emotion_ids: np.ndarray, speaker_ids: np.ndarray):
+        self.cache = cache
+        self.indices = indices
+        self.emotion_ids = emotion_ids
+        self.speaker_ids = speaker_ids
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.__getitems__([position]).items()}
+
+    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        rows = self.indices[np.asarray(positions)]
+        return {
+            "audio": torch.from_numpy(self.cache.audio[rows].astype(np.float32)).unsqueeze(1),
+            "video": torch.from_numpy(np.ascontiguousarray(self.cache.video[rows])),
+            "emotion": torch.from_numpy(self.emotion_ids[rows]),
+            "speaker": torch.from_numpy(self.speaker_ids[rows]),
+            "index": torch.from_numpy(rows.astype(np.int64)),
+        }
+
+
+def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate for datasets that already return whole batches."""
+    return batch
+
+
+class AVDataModule(L.LightningDataModule):
+    """Aligned audio-visual clips of one corpus, as cached features split by a seed.
+
+    Args:
+        corpus: which reader: synthetic (built in, generated on first use), cremad, ravdess, manifest.
+        root: the corpus folder (or manifest CSV); for synthetic, defaults to a folder under cache_dir.
+        cache_dir: where feature caches (and the generated synthetic corpus) live.
+        features: audio and video feature settings; any change builds a new cache.
+        synthetic: the built-in corpus' size and speaker-emotion entanglement.
+        vocal_channels: RAVDESS only: speech and/or song.
+        split: closed_set (every speaker in train/val/test) or speaker_independent.
+        val_fraction, test_fraction: share of clips (or of speakers, speaker-independent).
+        seed: fixes the split.
+        batch_size: clips per batch.
+        num_workers: processes that extract features in `prepare`.
+        loader_workers: DataLoader workers; 0 is usually fastest since a batch is one slice of
+            memory-mapped arrays.
+        predict_split: which clips `predict` runs on.
+        progress: show the preprocessing progress bar.
+    """
+
+    def __init__(
+        self,
+        corpus: str = "synthetic",
+        root: str | None = None,
+        cache_dir: str = "data/cache",
+        features: FeatureConfig = FeatureConfig(),
+        synthetic: SyntheticConfig = SyntheticConfig(),
+        vocal_channels: tuple[str, ...] = ("speech",),
+        split: str = "closed_set",
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        loader_workers: int = 0,
+        predict_split: str = "test",
+        progress: bool = True,
+    ):
+        super().__init__()
+        if corpus not in CORPORA:
+            raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
+        if split not in SPLIT_KINDS:
+            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
+        if predict_split not in PREDICT_SPLITS:
+            raise ValueError(f"unknown predict_split {predict_split!r}; choose one of {', '.join(PREDICT_SPLITS)}")
+        self.save_hyperparameters()
+        self.corpus = corpus
+        self.root = root
+        self.cache_root = Path(cache_dir)
+        self.features = features
+        self.synthetic = synthetic
+        self.vocal_channels = tuple(vocal_channels)
+        self.split = split
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.loader_workers = loader_workers
+        self.predict_split = predict_split
+        self.progress = progress
+        self.cache: FeatureCache | None = None
+        self.splits: dict[str, np.ndarray] = {}
+
+    # ---- preparation -------------------------------------------------------------------------
+    def corpus_root(self) -> Path:
+        """The folder to read; the synthetic corpus is generated there on first use."""
+        if self.corpus == "synthetic" and self.root is None:
+            root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
+            return generate_corpus(root, self.synthetic, progress=self.progress)
+        if self.corpus == "synthetic":
+            return generate_corpus(Path(self.root), self.synthetic, progress=self.progress)
+        return require_root(self.root, self.corpus)
+
+    def prepare_data(self) -> PrepareSummary:
+        """Build the feature cache unless a finished one exists; returns its summary."""
+        root = self.corpus_root()
+        options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
+        listing = read_corpus(self.corpus, root, **options)
+        self.cache_path = cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
+        if is_complete(self.cache_path):
+            return read_summary(self.cache_path)
+        return build_cache(
+            listing, self.features, self.cache_path, corpus=self.corpus, num_workers=self.num_workers, progress=self.progress
+        )
+
+    def load(self) -> FeatureCache:
+        """Open the cache (preparing it if needed), derive label maps and splits; idempotent."""
+        if self.cache is not None:
+            return self.cache
+        if not getattr(self, "cache_path", None) or not is_complete(self.cache_path):
+            self.prepare_data()
+        cache = FeatureCache.open(self.cache_path)
+        if not cache.clips:
+            raise CorpusError(f"every clip of the {self.corpus} corpus was refused; see {cache.path / 'refused.csv'}")
+        speakers, emotions = cache.column("speaker"), cache.column("emotion")
+        self.emotion_names = sorted(set(emotions.tolist()))
+        self.speaker_names = sorted(set(speakers.tolist()))
+        self.emotion_ids = np.searchsorted(self.emotion_names, emotions).astype(np.int64)
+        self.speaker_ids = np.searchsorted(self.speaker_names, speakers).astype(np.int64)
+        self.splits = make_splits(speakers, emotions, self.split, self.val_fraction, self.test_fraction, self.seed)
+        self.splits["all"] = np.arange(len(cache.clips))
+        self.cache = cache
+        return cache
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    # ---- what the model is linked to ---------------------------------------------------------
+    @property
+    def num_emotions(self) -> int:
+        self.load()
+        return len(self.emotion_names)
+
+    @property
+    def num_speakers(self) -> int:
+        self.load()
+        return len(self.speaker_names)
+
+    @property
+    def video_channels(self) -> int:
+        return self.features.video_channels
+
+    @property
+    def emotion_class_weights(self) -> list[float]:
+        """Inverse emotion frequency on the train split, scaled to mean 1 (for weighted CE)."""
+        self.load()
+        counts = np.bincount(self.emotion_ids[self.splits["train"]], minlength=len(self.emotion_names)).astype(float)
+        weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+        return (weights * len(weights) / weights.sum()).round(6).tolist()
+
+    # ---- loaders -----------------------------------------------------------------------------
+    def dataset(self, split: str) -> CachedClips:
+        self.load()
+        return CachedClips(self.cache, self.splits[split], self.emotion_ids, self.speaker_ids)
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator if shuffle else None,
+            collate_fn=keep_batch,
+            num_workers=self.loader_workers,
+            persistent_workers=self.loader_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.loader(self.predict_split)

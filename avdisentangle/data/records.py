@@ -1,0 +1,62 @@
+"""What every corpus reader produces: clip records, refusals, and the error for unusable roots.
+
+Readers never raise for one bad file: they refuse it with a reason, so a run neither crashes on a
+corrupt clip nor drops data silently. Only a root that cannot be used at all is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class CorpusError(ValueError):
+    """The corpus as a whole cannot be used (missing root, no clips, unreadable manifest)."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One aligned audio-visual clip with its labels and whatever else its name carries."""
+
+    clip_id: str
+    audio_path: Path
+    video_path: Path
+    speaker: str
+    emotion: str
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A file or clip that was not used, and why."""
+
+    item: str
+    reason: str
+
+
+@dataclass
+class CorpusListing:
+    """A reader's answer: the clips it accepted and the items it refused."""
+
+    clips: list[ClipRecord]
+    refused: list[Refusal]
+
+
+def require_root(root: str | Path | None, corpus: str) -> Path:
+    """The corpus root as a Path, or a clear error naming what is wrong with it."""
+    if root is None:
+        raise CorpusError(f"corpus '{corpus}' needs --data.root pointing at its folder")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise CorpusError(f"{corpus} root does not exist: {path}")
+    if not path.is_dir():
+        raise CorpusError(f"{corpus} root is not a folder: {path}")
+    return path
+
+
+def require_clips(listing: CorpusListing, root: Path, corpus: str, expected: str) -> CorpusListing:
+    """Raise when a root held no usable clip, naming the layout that was expected."""
+    if not listing.clips:
+        detail = f"; {len(listing.refused)} files refused, e.g. {listing.refused[0].item}: {listing.refused[0].reason}" if listing.refused else ""
+        raise CorpusError(f"no {corpus} clips found under {root} (expected {expected}){detail}")
+    return listing

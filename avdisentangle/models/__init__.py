@@ -1,0 +1,7 @@
+"""Model components (encoders, fusion) and the multitask LightningModule that trains them."""
+
+from avdisentangle.models.encoders import AudioEncoder, Encoded, VideoEncoder
+from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
+from avdisentangle.models.multitask import MultitaskAVModule
+
+__all__ = ["AttentionFusion", "AudioEncoder", "ConcatFusion", "Encoded", "MultitaskAVModule", "VideoEncoder"]

@@ -1,0 +1,234 @@
+"""The multitask LightningModule: emotion and speaker heads on two embeddings of one shared trunk.
+
+It owns the task losses, metrics and optimiser, and knows no particular disentanglement strategy:
+strategies (Lightning callbacks) put their own modules into `strategy_modules` and attach
+themselves; every step the module adds the named loss terms each attached strategy returns.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
+from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
+
+if TYPE_CHECKING:
+    from avdisentangle.strategies.base import DisentanglementStrategy
+
+MODALITIES = ("audio", "video")
+FUSIONS = {"concat": ConcatFusion, "attention": AttentionFusion}
+SPLITS = ("train", "val", "test")
+TASKS = ("emotion", "speaker")
+STRATEGY_PREFIX = "strategy_modules."
+
+
+def parse_modalities(spec: str) -> tuple[str, ...]:
+    """'video, audio' -> ('audio', 'video'): a validated, canonically ordered modality tuple."""
+    names = {name.strip() for name in spec.split(",") if name.strip()}
+    if not names or not names <= set(MODALITIES):
+        raise ValueError(f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}")
+    return tuple(m for m in MODALITIES if m in names)
+
+
+def task_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """UAR (macro recall), WA (micro accuracy) and macro F1, the usual emotion-recognition trio."""
+    return MetricCollection(
+        {
+            "uar": MulticlassAccuracy(num_classes, average="macro"),
+            "wa": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+def branch(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
+    """A two-layer projection from the shared trunk to one low-dimensional embedding."""
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(in_dim, out_dim))
+
+
+class MultitaskAVModule(L.LightningModule):
+    """Audio/video encoders -> fusion -> h -> (z_emotion -> emotion head, z_identity -> speaker head).
+
+    Loss = CE(emotion, optional class weights) + identity_weight * CE(speaker) + strategy terms.
+    """
+
+    def __init__(
+        self,
+        num_emotions: int,
+        num_speakers: int,
+        emotion_class_weights: list[float] | None = None,
+        video_channels: int = 1,
+        modalities: str = "audio,video",
+        hidden_dim: int = 128,
+        emotion_dim: int = 64,
+        identity_dim: int = 64,
+        fusion: str = "concat",
+        dropout: float = 0.2,
+        identity_weight: float = 0.5,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        emotion_label_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.modalities = parse_modalities(modalities)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+        if emotion_class_weights is not None and len(emotion_class_weights) != num_emotions:
+            raise ValueError(f"emotion_class_weights has {len(emotion_class_weights)} entries for {num_emotions} emotions")
+        if emotion_label_names is not None and len(emotion_label_names) != num_emotions:
+            raise ValueError(f"emotion_label_names has {len(emotion_label_names)} entries for {num_emotions} emotions")
+        self.emotion_label_names = emotion_label_names or [str(i) for i in range(num_emotions)]
+
+        self.encoders = nn.ModuleDict(
+            {m: AudioEncoder(hidden_dim) if m == "audio" else VideoEncoder(video_channels, hidden_dim) for m in self.modalities}
+        )
+        self.fusion = FUSIONS[fusion](self.modalities, hidden_dim, hidden_dim, dropout=dropout)
+        self.emotion_branch = branch(hidden_dim, emotion_dim, dropout)
+        self.identity_branch = branch(hidden_dim, identity_dim, dropout)
+        self.emotion_head = nn.Linear(emotion_dim, num_emotions)
+        self.speaker_head = nn.Linear(identity_dim, num_speakers)
+        # Not persistent: the weights come from the hyperparameters, so checkpoints never disagree with them.
+        weights = None if emotion_class_weights is None else torch.tensor(emotion_class_weights, dtype=torch.float32)
+        self.register_buffer("emotion_class_weights", weights, persistent=False)
+
+        counts = {"emotion": num_emotions, "speaker": num_speakers}
+        self.metrics = nn.ModuleDict(
+            {f"{s}_{t}": task_metrics(counts[t], f"{s}/{t}/") for s in SPLITS for t in TASKS}
+        )
+        self.test_confusion = MulticlassConfusionMatrix(num_emotions)
+        self.test_confusion_matrix: np.ndarray | None = None
+
+        self.strategy_modules = nn.ModuleDict()
+        self.attached_strategies: dict[str, DisentanglementStrategy] = {}
+
+    # ----------------------------------------------------------------------------- strategies
+    def attach_strategy(self, strategy: DisentanglementStrategy) -> None:
+        """Register a strategy whose loss terms join the loss; re-attaching the same object is a no-op."""
+        attached = self.attached_strategies.get(strategy.name)
+        if attached is not None and attached is not strategy:
+            raise ValueError(f"a strategy named '{strategy.name}' is already attached; each strategy may be used once")
+        self.attached_strategies[strategy.name] = strategy
+
+    def detach_strategy(self, strategy: DisentanglementStrategy) -> None:
+        """Stop adding a strategy's terms (its modules stay, so checkpoints keep them)."""
+        if self.attached_strategies.get(strategy.name) is strategy:
+            del self.attached_strategies[strategy.name]
+
+    # ------------------------------------------------------------------------------- forward
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        encoded = {m: self.encoders[m](batch[m]) for m in self.modalities}
+        hidden = self.fusion(encoded)
+        z_emotion = self.emotion_branch(hidden)
+        z_identity = self.identity_branch(hidden)
+        return {
+            "z_emotion": z_emotion,
+            "z_identity": z_identity,
+            "emotion_logits": self.emotion_head(z_emotion),
+            "speaker_logits": self.speaker_head(z_identity),
+        }
+
+    def task_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The weighted multitask terms, named as they are logged ('emotion/ce', 'speaker/ce')."""
+        emotion = F.cross_entropy(outputs["emotion_logits"].float(), batch["emotion"], weight=self.emotion_class_weights)
+        speaker = F.cross_entropy(outputs["speaker_logits"].float(), batch["speaker"])
+        return {"emotion/ce": emotion, "speaker/ce": self.hparams.identity_weight * speaker}
+
+    def strategy_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every attached strategy's weighted terms, named '<strategy>/<term>'."""
+        return {
+            f"{name}/{term}": value.float()
+            for name, strategy in self.attached_strategies.items()
+            for term, value in strategy.loss_terms(outputs, batch).items()
+        }
+
+    def _shared_step(self, batch: dict[str, Tensor], split: str) -> tuple[Tensor, dict[str, Tensor]]:
+        outputs = self(batch)
+        terms = {**self.task_losses(outputs, batch), **self.strategy_losses(outputs, batch)}
+        loss = sum(terms.values())
+        log = {"on_step": False, "on_epoch": True, "sync_dist": True, "batch_size": batch["emotion"].shape[0]}
+        self.log(f"{split}/loss", loss, prog_bar=split != "test", **log)
+        self.log_dict({f"{split}/{key}": value for key, value in terms.items()}, **log)
+        for task in TASKS:
+            metrics = self.metrics[f"{split}_{task}"]
+            metrics.update(outputs[f"{task}_logits"].detach().float(), batch[task])
+            self.log_dict(metrics, **log)
+        return loss, outputs
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")[0]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        _, outputs = self._shared_step(batch, "test")
+        self.test_confusion.update(outputs["emotion_logits"].float(), batch["emotion"])
+
+    def on_test_epoch_end(self) -> None:
+        """Keep the emotion confusion matrix (rows = true class) and log per-class recall from it."""
+        matrix = self.test_confusion.compute()
+        self.test_confusion.reset()
+        self.test_confusion_matrix = matrix.cpu().numpy()
+        recall = matrix.diag().float() / matrix.sum(dim=1).clamp_min(1).float()
+        for name, value in zip(self.emotion_label_names, recall):
+            # Already reduced over processes by the metric, so no sync_dist.
+            self.log(f"test/emotion/recall/{name}", value)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        outputs = self(batch)
+        return {
+            "index": batch["index"].cpu(),
+            "emotion_probs": outputs["emotion_logits"].float().softmax(dim=1).cpu(),
+            "z_emotion": outputs["z_emotion"].float().cpu(),
+            "z_identity": outputs["z_identity"].float().cpu(),
+        }
+
+    # --------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> Any:
+        """AdamW over everything, strategy modules included, with per-step cosine decay.
+
+        Cosine over the estimated number of optimiser steps covers max_epochs and max_steps alike;
+        when the length is unknown (max_epochs=-1 without max_steps: inf; an iterable dataset without
+        max_steps: -1) the learning rate stays constant.
+        """
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps) or total_steps < 1:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Name the missing strategy callbacks instead of failing on unexpected state-dict keys."""
+        stored = {key[len(STRATEGY_PREFIX) :].split(".")[0] for key in checkpoint["state_dict"] if key.startswith(STRATEGY_PREFIX)}
+        missing = sorted(stored - set(self.strategy_modules.keys()))
+        if missing:
+            raise RuntimeError(
+                f"checkpoint holds modules of strategies {missing} that are not configured: add those callbacks, "
+                "or load the model alone with MultitaskAVModule.load_backbone(path)"
+            )
+
+    @classmethod
+    def load_backbone(cls, ckpt_path: str | Path, map_location: Any = "cpu") -> MultitaskAVModule:
+        """The model of a checkpoint without its strategy modules (for probing), in eval mode."""
+        checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
+        accepted = inspect.signature(cls.__init__).parameters
+        hparams = {k: v for k, v in checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY].items() if k in accepted}
+        model = cls(**hparams)
+        state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(STRATEGY_PREFIX)}
+        model.load_state_dict(state)
+        return model.eval()

@@ -1,0 +1,47 @@
+"""The one contract every disentanglement strategy follows.
+
+A strategy is a Lightning callback. In `setup` it puts the modules it owns (an adversary, say)
+into `pl_module.strategy_modules[name]`, so the module's device moves, optimiser and checkpoints
+cover them, and attaches itself to the module. The module then calls `loss_terms(outputs, batch)`
+every step and adds the returned named, already-weighted scalars to its loss, logging each one as
+`<split>/<name>/<term>`. Schedules live in buffers of the owned modules, so they are checkpointed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import lightning.pytorch as L
+from torch import Tensor, nn
+
+
+class DisentanglementStrategy(L.Callback):
+    """Base class: subclasses set `name`, may build modules, and return named loss terms."""
+
+    name: ClassVar[str]
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = weight
+        self.module: nn.Module | None = None
+
+    def build_modules(self, pl_module: L.LightningModule) -> nn.Module | None:
+        """The trainable state this strategy owns, sized from the module's hyperparameters."""
+        return None
+
+    def setup(self, trainer: L.Trainer | None, pl_module: L.LightningModule, stage: str) -> None:
+        """Attach to the module and build owned modules once (setup runs for fit, validate, test...)."""
+        pl_module.attach_strategy(self)
+        if self.name not in pl_module.strategy_modules:
+            module = self.build_modules(pl_module)
+            if module is not None:
+                pl_module.strategy_modules[self.name] = module
+        self.module = pl_module.strategy_modules[self.name] if self.name in pl_module.strategy_modules else None
+
+    def teardown(self, trainer: L.Trainer | None, pl_module: L.LightningModule, stage: str) -> None:
+        """Stop contributing once the run ends, so a model reused elsewhere carries no stale strategy."""
+        pl_module.detach_strategy(self)
+
+    def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Named, already-weighted scalar terms to add to the module's loss."""
+        raise NotImplementedError

@@ -1,0 +1,95 @@
+"""Gradient reversal (DANN-style): a speaker adversary on z_emotion whose gradient the encoder gets negated.
+
+The adversary minimises its speaker cross-entropy; between it and z_emotion sits a layer that is
+the identity forward and multiplies the gradient by -lambda backward, so the same loss term trains
+the encoder to maximise it, i.e. to remove speaker information from z_emotion.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avdisentangle.strategies.base import DisentanglementStrategy
+
+SCHEDULES = ("constant", "dann")
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward, gradient times -lambda backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, lambda_: Tensor) -> Tensor:
+        ctx.save_for_backward(lambda_)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (lambda_,) = ctx.saved_tensors
+        return -lambda_.to(grad.dtype) * grad, None
+
+
+def grad_reverse(x: Tensor, lambda_: Tensor | float) -> Tensor:
+    """Apply gradient reversal with strength lambda_."""
+    return GradientReversal.apply(x, torch.as_tensor(lambda_, device=x.device))
+
+
+def dann_lambda(progress: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float:
+    """Ganin et al.'s ramp 2/(1+exp(-gamma p)) - 1: near 0 early, when the adversary is still noise."""
+    return lambda_max * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
+
+
+class SpeakerAdversary(nn.Module):
+    """MLP speaker classifier behind a gradient reversal layer; lambda is a checkpointed buffer."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_speakers))
+        self.register_buffer("lambda_", torch.tensor(0.0))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.mlp(grad_reverse(z, self.lambda_))
+
+
+class GradientReversalStrategy(DisentanglementStrategy):
+    """Adversarial speaker removal from z_emotion via gradient reversal. Term: `adversary_ce`.
+
+    schedule="constant" keeps lambda = lambda_max; "dann" ramps it with training progress
+    p = global_step / estimated_stepping_batches (p = 1 when training length is unbounded).
+    """
+
+    name = "grl"
+
+    def __init__(
+        self, weight: float = 1.0, lambda_max: float = 1.0, schedule: str = "dann", gamma: float = 10.0, hidden_dim: int = 64
+    ) -> None:
+        super().__init__(weight)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        self.lambda_max = lambda_max
+        self.schedule = schedule
+        self.gamma = gamma
+        self.hidden_dim = hidden_dim
+
+    def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
+        return SpeakerAdversary(pl_module.hparams.emotion_dim, self.hidden_dim, pl_module.hparams.num_speakers)
+
+    def current_lambda(self, trainer: L.Trainer) -> float:
+        if self.schedule == "constant":
+            return self.lambda_max
+        total = trainer.estimated_stepping_batches
+        progress = min(1.0, trainer.global_step / total) if math.isfinite(total) and total > 0 else 1.0
+        return dann_lambda(progress, self.lambda_max, self.gamma)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.module.lambda_.fill_(self.current_lambda(trainer))
+        pl_module.log(f"train/{self.name}/lambda", self.module.lambda_.clone(), on_step=True, on_epoch=False)
+
+    def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        logits = self.module(outputs["z_emotion"])
+        return {"adversary_ce": self.weight * F.cross_entropy(logits.float(), batch["speaker"])}

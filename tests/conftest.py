@@ -1,0 +1,64 @@
+"""Shared fixtures: one tiny synthetic corpus and its feature cache per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+from avdisentangle.data.features import FeatureConfig  # noqa: E402
+from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus  # noqa: E402
+
+TINY_SYNTHETIC = SyntheticConfig(
+    num_speakers=4, clips_per_speaker=12, min_duration_s=1.0, max_duration_s=1.4, speaker_emotion_correlation=0.5
+)
+TINY_FEATURES = FeatureConfig(window_s=1.0, n_mels=32, num_frames=4, face_size=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A 48-clip synthetic corpus in the CREMA-D layout (generated once per session)."""
+    return generate_corpus(tmp_path_factory.mktemp("tiny") / "corpus", TINY_SYNTHETIC, progress=False)
+
+
+RAVDESS_EMOTION_CODES = {"ANG": "05", "DIS": "07", "FEA": "06", "HAP": "03", "NEU": "01", "SAD": "04"}
+
+
+def write_ravdess_copy(cremad_root, target, speakers: int = 2):
+    """The first speakers of a CREMA-D-layout corpus re-written in the RAVDESS layout:
+    48 kHz stereo `03-*.wav` audio-only files beside `02-*.mp4` video-only files."""
+    import itertools
+
+    import cv2
+    import librosa
+    import numpy as np
+    import soundfile as sf
+
+    combos: dict[tuple[str, str], itertools.count] = {}
+    actors = sorted({p.name.split("_")[0] for p in (cremad_root / "AudioWAV").glob("*.wav")})[:speakers]
+    for actor_index, actor in enumerate(actors, start=1):
+        folder = target / f"Actor_{actor_index:02d}"
+        folder.mkdir(parents=True)
+        for wav in sorted((cremad_root / "AudioWAV").glob(f"{actor}_*.wav")):
+            emotion = RAVDESS_EMOTION_CODES[wav.stem.split("_")[2]]
+            slot = next(combos.setdefault((actor, emotion), itertools.count()))
+            intensity, statement, repetition = (f"{1 + (slot >> bit & 1):02d}" for bit in (2, 1, 0))
+            if emotion == "01" and intensity == "02":
+                continue  # RAVDESS has no strong neutral
+            stem = f"01-{emotion}-{intensity}-{statement}-{repetition}-{actor_index:02d}"
+            audio, sr = sf.read(wav)
+            audio = librosa.resample(audio, orig_sr=sr, target_sr=48000)
+            sf.write(folder / f"03-{stem}.wav", np.stack([audio, audio], axis=1), 48000, subtype="PCM_16")
+            capture = cv2.VideoCapture(str(cremad_root / "VideoFlash" / f"{wav.stem}.flv"))
+            fps, size = capture.get(cv2.CAP_PROP_FPS), (int(capture.get(3)), int(capture.get(4)))
+            writer = cv2.VideoWriter(str(folder / f"02-{stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                writer.write(frame)
+            writer.release()
+    return target

@@ -1,0 +1,93 @@
+"""AVDataModule: closed-set and speaker-independent splits, label maps, batches from the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.data.splits import make_splits
+from tests.conftest import TINY_FEATURES, TINY_SYNTHETIC
+
+
+@pytest.fixture(scope="module")
+def datamodule(tiny_corpus, tmp_path_factory):
+    dm = AVDataModule(
+        root=str(tiny_corpus),
+        synthetic=TINY_SYNTHETIC,
+        features=TINY_FEATURES,
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        batch_size=8,
+        num_workers=0,
+        progress=False,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_closed_set_split_keeps_every_speaker_everywhere_and_never_leaks(datamodule):
+    splits = {name: datamodule.splits[name] for name in ("train", "val", "test")}
+    assert sum(len(v) for v in splits.values()) == 48
+    assert len(np.unique(np.concatenate(list(splits.values())))) == 48  # disjoint and complete
+    for indices in splits.values():
+        assert set(datamodule.speaker_ids[indices]) == set(range(datamodule.num_speakers))
+    clip_ids = {name: {datamodule.cache.clips[i]["clip_id"] for i in indices} for name, indices in splits.items()}
+    assert not clip_ids["train"] & (clip_ids["val"] | clip_ids["test"])
+
+
+def test_split_is_stratified_by_emotion_within_speaker():
+    rng = np.random.default_rng(0)
+    speakers = np.repeat(np.arange(10), 60)
+    emotions = rng.integers(0, 6, size=600)
+    splits = make_splits(speakers, emotions, "closed_set", 0.15, 0.15, seed=1)
+    for name, share in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        for emotion in range(6):
+            total = (emotions == emotion).sum()
+            got = (emotions[splits[name]] == emotion).sum()
+            assert abs(got - share * total) <= 10, (name, emotion, got, share * total)
+    assert make_splits(speakers, emotions, "closed_set", 0.15, 0.15, seed=1)["test"].tolist() == splits["test"].tolist()
+    assert make_splits(speakers, emotions, "closed_set", 0.15, 0.15, seed=2)["test"].tolist() != splits["test"].tolist()
+
+
+def test_speaker_independent_split_holds_out_whole_speakers():
+    speakers = np.repeat(np.arange(10), 20)
+    splits = make_splits(speakers, np.zeros(200, int), "speaker_independent", 0.2, 0.2, seed=0)
+    sets = [set(speakers[splits[name]]) for name in ("train", "val", "test")]
+    assert all(sets) and not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    with pytest.raises(ValueError, match="at least 3 speakers"):
+        make_splits(np.array([0, 0, 1, 1]), np.zeros(4, int), "speaker_independent", 0.2, 0.2, seed=0)
+
+
+def test_too_few_clips_for_closed_set_is_explained():
+    with pytest.raises(ValueError, match="have no clip in"):
+        make_splits(np.array([0, 0, 1, 1, 1, 1, 1, 1]), np.zeros(8, int), "closed_set", 0.15, 0.15, seed=0)
+
+
+def test_labels_and_weights_come_from_the_data(datamodule):
+    assert datamodule.num_speakers == 4
+    assert datamodule.emotion_names == ["anger", "disgust", "fear", "happy", "neutral", "sad"]
+    weights = np.array(datamodule.emotion_class_weights)
+    counts = np.bincount(datamodule.emotion_ids[datamodule.splits["train"]], minlength=6)
+    assert weights.mean() == pytest.approx(1.0, abs=1e-4)
+    assert np.argmax(weights) == np.argmin(counts)
+    assert datamodule.video_channels == 1
+
+
+def test_batches_are_aligned_tensors_with_their_labels(datamodule):
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["audio"].shape == (8, 1, *TINY_FEATURES.audio_shape)
+    assert batch["video"].shape == (8, *TINY_FEATURES.video_shape)
+    rows = batch["index"].numpy()
+    assert (batch["emotion"].numpy() == datamodule.emotion_ids[rows]).all()
+    assert (batch["speaker"].numpy() == datamodule.speaker_ids[rows]).all()
+    np.testing.assert_array_equal(batch["audio"][0, 0].numpy(), datamodule.cache.audio[rows[0]].astype(np.float32))
+    assert set(rows) <= set(datamodule.splits["train"])
+    sizes = [len(b["index"]) for b in datamodule.val_dataloader()]
+    assert sum(sizes) == len(datamodule.splits["val"])
+
+
+def test_unknown_choices_name_the_valid_ones():
+    with pytest.raises(ValueError, match="synthetic, cremad, ravdess, manifest"):
+        AVDataModule(corpus="iemocap")
+    with pytest.raises(ValueError, match="closed_set, speaker_independent"):
+        AVDataModule(split="random")

@@ -1,0 +1,334 @@
+"""Disentanglement strategies: their maths in isolation, and their contract with the LightningModule."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import lightning.pytorch as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from avdisentangle.models import MultitaskAVModule
+from avdisentangle.strategies import (
+    STRATEGIES,
+    ConfusionStrategy,
+    DisentanglementStrategy,
+    GradientReversalStrategy,
+    HSICStrategy,
+    OrthogonalStrategy,
+)
+from avdisentangle.strategies.grl import dann_lambda, grad_reverse
+from avdisentangle.strategies.hsic import speaker_cka
+from avdisentangle.strategies.orthogonal import mean_squared_correlation
+
+NUM_EMOTIONS, NUM_SPEAKERS = 3, 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine those threads stall (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_samples(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Clips of the batch contract whose emotion lifts mel bands and whose speaker lights face rows."""
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for i in range(n):
+        emotion, speaker = i % NUM_EMOTIONS, int(torch.randint(0, NUM_SPEAKERS, (), generator=g))
+        audio = torch.randn(1, 12, 24, generator=g) * 10 - 40
+        audio[0, emotion * 4 : (emotion + 1) * 4] += 30
+        video = torch.randint(0, 128, (3, 1, 16, 16), generator=g, dtype=torch.uint8)
+        video[:, :, speaker * 4 : (speaker + 1) * 4] = 255
+        samples.append(
+            {"audio": audio, "video": video, "emotion": torch.tensor(emotion), "speaker": torch.tensor(speaker), "index": torch.tensor(i)}
+        )
+    return samples
+
+
+class TinyAVData(L.LightningDataModule):
+    """In-memory clips; the same set serves every stage so runs are cheap and deterministic to compare."""
+
+    def __init__(self, n: int = 36, batch_size: int = 12) -> None:
+        super().__init__()
+        self.samples = make_samples(n)
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.samples, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.samples, batch_size=self.batch_size)
+
+
+def model(**kwargs) -> MultitaskAVModule:
+    return MultitaskAVModule(NUM_EMOTIONS, NUM_SPEAKERS, hidden_dim=32, emotion_dim=8, identity_dim=8, **kwargs)
+
+
+def trainer(callbacks: list, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=2,
+        accelerator=kwargs.pop("accelerator", "cpu"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def batch_of(n: int = 12) -> dict[str, torch.Tensor]:
+    return next(iter(DataLoader(make_samples(n), batch_size=n)))
+
+
+# ------------------------------------------------------------------------------------ registry
+def test_registry_maps_names_to_classes() -> None:
+    assert STRATEGIES == {
+        "none": None,
+        "grl": GradientReversalStrategy,
+        "confusion": ConfusionStrategy,
+        "orthogonal": OrthogonalStrategy,
+        "hsic": HSICStrategy,
+    }
+    assert all(cls is None or issubclass(cls, (DisentanglementStrategy, L.Callback)) for cls in STRATEGIES.values())
+
+
+# ----------------------------------------------------------------------------------------- GRL
+def test_gradient_reversal_is_identity_forward_and_scaled_negation_backward() -> None:
+    x = torch.randn(5, 3, requires_grad=True)
+    upstream = torch.randn(5, 3)
+    y = grad_reverse(x, 0.3)
+    assert torch.equal(y, x)
+    (y * upstream).sum().backward()
+    assert torch.allclose(x.grad, -0.3 * upstream)
+
+
+def test_dann_schedule_values() -> None:
+    assert dann_lambda(0.0) == 0.0
+    assert dann_lambda(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # 0.98661
+    assert dann_lambda(0.5) == pytest.approx(0.986614, abs=1e-6)
+    assert dann_lambda(1.0) == pytest.approx(0.999909, abs=1e-6)
+    assert dann_lambda(0.5, lambda_max=2.0, gamma=2.0) == pytest.approx(2 * (2 / (1 + math.exp(-1)) - 1))
+
+
+def test_grl_lambda_follows_training_progress() -> None:
+    halfway = SimpleNamespace(global_step=50, estimated_stepping_batches=100)
+    unbounded = SimpleNamespace(global_step=50, estimated_stepping_batches=float("inf"))
+    assert GradientReversalStrategy(schedule="dann").current_lambda(halfway) == pytest.approx(dann_lambda(0.5))
+    assert GradientReversalStrategy(schedule="dann", lambda_max=0.5).current_lambda(unbounded) == pytest.approx(0.5 * dann_lambda(1.0))
+    assert GradientReversalStrategy(schedule="constant", lambda_max=0.7).current_lambda(halfway) == 0.7
+    with pytest.raises(ValueError, match="constant, dann"):
+        GradientReversalStrategy(schedule="linear")
+
+
+def test_grl_adversary_gradient_reaches_encoder_reversed() -> None:
+    net = model(dropout=0.0).eval()
+    strategy = GradientReversalStrategy(weight=2.0, schedule="constant", lambda_max=0.5)
+    strategy.setup(None, net, "fit")
+    strategy.module.lambda_.fill_(0.5)
+    batch = batch_of()
+    z = net(batch)["z_emotion"].detach().requires_grad_(True)
+    strategy.loss_terms({"z_emotion": z}, batch)["adversary_ce"].backward()
+    reversed_grad = z.grad.clone()
+    z.grad = None
+    (2.0 * torch.nn.functional.cross_entropy(strategy.module.mlp(z), batch["speaker"])).backward()
+    assert torch.allclose(reversed_grad, -0.5 * z.grad, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- confusion
+def grads(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in module.parameters()]
+
+
+def test_confusion_terms_do_not_leak_into_each_other() -> None:
+    torch.manual_seed(0)
+    net = model(dropout=0.0).eval()  # deterministic forward, so three passes see the same graph
+    strategy = ConfusionStrategy(weight=0.7)
+    strategy.setup(None, net, "fit")
+    adversary = net.strategy_modules["confusion"]
+    trunk = [net.encoders, net.fusion, net.emotion_branch]
+    batch = batch_of()
+
+    def backward(select: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        net.zero_grad()
+        outputs = net(batch)
+        terms = net.strategy_losses(outputs, batch)
+        task = sum(net.task_losses(outputs, batch).values())
+        loss = {
+            "total": task + sum(terms.values()),
+            "adversary": terms["confusion/adversary_ce"],
+            "encoder": task + terms["confusion/confusion"],
+        }[select]
+        loss.backward()
+        return grads(adversary), [g for m in trunk for g in grads(m)]
+
+    total_adversary, total_trunk = backward("total")
+    alone_adversary, trunk_without_adversary = backward("adversary")
+    adversary_without_confusion, alone_trunk = backward("encoder")
+    assert all(g.abs().sum() > 0 for g in total_adversary)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(total_adversary, alone_adversary))
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(total_trunk, alone_trunk))
+    assert all(g.abs().sum() == 0 for g in trunk_without_adversary)
+    assert all(g.abs().sum() == 0 for g in adversary_without_confusion)
+    # the confusion term really does move the encoder
+    net.zero_grad()
+    net.strategy_losses(net(batch), batch)["confusion/confusion"].backward()
+    assert sum(p.grad.abs().sum() for p in net.emotion_branch.parameters()) > 0
+
+
+# ---------------------------------------------------------------------------------- orthogonal
+def test_orthogonal_penalty_small_for_independent_and_large_for_shared_embeddings() -> None:
+    g = torch.Generator().manual_seed(0)
+    z_emotion, z_identity = torch.randn(4096, 8, generator=g), torch.randn(4096, 8, generator=g)
+    strategy = OrthogonalStrategy(weight=2.0)
+    independent = strategy.loss_terms({"z_emotion": z_emotion, "z_identity": z_identity}, {})["cross_correlation"]
+    shared = strategy.loss_terms({"z_emotion": z_emotion, "z_identity": z_emotion}, {})["cross_correlation"]
+    assert independent < 2.0 * 3 / 4096  # sampling noise only: E = 1/B per pair
+    assert shared == pytest.approx(2.0 / 8, rel=0.05)  # the 8 diagonal correlations are 1
+    mixed = 3.0 * z_emotion @ torch.randn(8, 8, generator=g)  # any linear mix of z_emotion is penalised too
+    assert mean_squared_correlation(z_emotion, mixed) > 50 * mean_squared_correlation(z_emotion, z_identity)
+
+
+# ---------------------------------------------------------------------------------------- HSIC
+def entangled_labels(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Speakers who mostly act one emotion each (80 %), as in entangled corpora."""
+    speaker = torch.randint(0, 6, (n,), generator=g)
+    emotion = torch.where(torch.rand(n, generator=g) < 0.8, speaker % 3, torch.randint(0, 3, (n,), generator=g))
+    return speaker, emotion
+
+
+def test_hsic_larger_for_speaker_dependent_embeddings() -> None:
+    g = torch.Generator().manual_seed(0)
+    speaker, emotion = entangled_labels(300, g)
+    dependent = torch.randn(6, 16, generator=g)[speaker] + 0.5 * torch.randn(300, 16, generator=g)
+    independent = torch.randn(300, 16, generator=g)
+    for conditional in (False, True):
+        strategy = HSICStrategy(weight=1.0, conditional=conditional)
+        high = strategy.loss_terms({"z_emotion": dependent}, {"speaker": speaker, "emotion": emotion})["hsic"]
+        low = strategy.loss_terms({"z_emotion": independent}, {"speaker": speaker, "emotion": emotion})["hsic"]
+        assert high > 0.5 and low < 0.1 and high > 10 * low
+
+
+def test_conditional_hsic_ignores_speaker_information_carried_by_emotion() -> None:
+    g = torch.Generator().manual_seed(0)
+    speaker, emotion = entangled_labels(600, g)
+    emotion_only = 2.0 * torch.randn(3, 16, generator=g)[emotion] + torch.randn(600, 16, generator=g)
+    unconditional = speaker_cka(emotion_only, speaker, None)
+    conditional = speaker_cka(emotion_only, speaker, emotion)
+    assert unconditional > 0.25  # speaker and emotion are entangled, so z_emotion "knows" the speaker
+    assert conditional < 0.06 and conditional < unconditional / 5
+
+
+def test_hsic_skips_groups_without_signal() -> None:
+    z = torch.randn(6, 4, requires_grad=True)
+    one_speaker_per_emotion = {"speaker": torch.tensor([0, 0, 0, 1, 1, 1]), "emotion": torch.tensor([0, 0, 0, 1, 1, 1])}
+    assert HSICStrategy().loss_terms({"z_emotion": z}, one_speaker_per_emotion)["hsic"] == 0
+    value = HSICStrategy(conditional=False).loss_terms({"z_emotion": z}, one_speaker_per_emotion)["hsic"]
+    value.backward()
+    assert value > 0 and torch.isfinite(z.grad).all()
+
+
+# ------------------------------------------------------------------------- with the Lightning module
+def test_setup_is_idempotent_and_the_same_strategy_twice_raises() -> None:
+    net = model()
+    first = GradientReversalStrategy()
+    first.setup(None, net, "fit")
+    adversary = net.strategy_modules["grl"]
+    first.setup(None, net, "validate")
+    assert net.strategy_modules["grl"] is adversary and first.module is adversary
+    with pytest.raises(ValueError, match="'grl' is already attached"):
+        GradientReversalStrategy(weight=0.1).setup(None, net, "fit")
+
+
+def test_the_same_strategy_twice_in_a_trainer_raises() -> None:
+    with pytest.raises(ValueError, match="'hsic' is already attached"):
+        trainer([HSICStrategy(), HSICStrategy(conditional=False)]).fit(model(), datamodule=TinyAVData())
+
+
+@pytest.mark.parametrize(
+    ("strategies", "precision"),
+    [
+        (lambda: [GradientReversalStrategy(weight=0.5), HSICStrategy(weight=2.0)], "bf16-mixed"),
+        (lambda: [ConfusionStrategy(weight=0.3), OrthogonalStrategy(weight=1.0)], "32-true"),
+    ],
+    ids=["grl+hsic-bf16", "confusion+orthogonal-32"],
+)
+def test_two_strategies_train_together_and_log_their_terms(strategies, precision: str) -> None:
+    L.seed_everything(0)
+    callbacks = strategies()
+    net = model()
+    for callback in callbacks:  # build the owned modules now to snapshot them; fit's setup must reuse them
+        callback.setup(None, net, "fit")
+    before = {name: [p.detach().clone() for p in module.parameters()] for name, module in net.strategy_modules.items()}
+    fit = trainer(callbacks, precision=precision)
+    fit.fit(net, datamodule=TinyAVData())
+
+    metrics = fit.callback_metrics
+    terms = {
+        GradientReversalStrategy: ["grl/adversary_ce"],
+        HSICStrategy: ["hsic/hsic"],
+        ConfusionStrategy: ["confusion/adversary_ce", "confusion/confusion"],
+        OrthogonalStrategy: ["orthogonal/cross_correlation"],
+    }
+    names = [term for cb in callbacks for term in terms[type(cb)]]
+    assert {f"{split}/{term}" for split in ("train", "val") for term in names} <= set(metrics)
+    if isinstance(callbacks[0], GradientReversalStrategy):
+        assert metrics["train/grl/lambda"] == pytest.approx(dann_lambda(5 / 6), abs=1e-6)  # last of 6 steps
+    # the logged loss is exactly the task terms plus every strategy term
+    for split in ("train", "val"):
+        parts = ["emotion/ce", "speaker/ce", *names]
+        assert metrics[f"{split}/loss"] == pytest.approx(sum(float(metrics[f"{split}/{p}"]) for p in parts), abs=1e-5)
+    # owned modules were optimised with the model; the module forgets the callbacks after the run
+    assert len(before) == sum(type(cb) in (GradientReversalStrategy, ConfusionStrategy) for cb in callbacks)
+    for name, old in before.items():
+        assert any(not torch.equal(a, b) for a, b in zip(old, net.strategy_modules[name].parameters())), name
+    assert net.attached_strategies == {}
+
+
+def test_checkpoint_with_strategy_modules_reloads(tmp_path) -> None:
+    L.seed_everything(0)
+    data = TinyAVData()
+    net = model()
+    fit = trainer([GradientReversalStrategy(), OrthogonalStrategy()])
+    fit.fit(net, datamodule=data)
+    path = tmp_path / "run.ckpt"
+    fit.save_checkpoint(path)
+    (expected,) = fit.validate(net, datamodule=data, verbose=False)
+
+    L.seed_everything(1)  # a differently initialised model: everything must come from the checkpoint
+    fresh = model()
+    (restored,) = trainer([GradientReversalStrategy(), OrthogonalStrategy()]).validate(
+        fresh, datamodule=data, ckpt_path=path, verbose=False
+    )
+    assert "val/grl/adversary_ce" in restored
+    assert restored.keys() == expected.keys()
+    for key, value in expected.items():
+        assert restored[key] == pytest.approx(value, abs=1e-6), key
+
+    with pytest.raises(RuntimeError, match=r"\['grl'\].*load_backbone"):
+        trainer([]).validate(model(), datamodule=data, ckpt_path=path, verbose=False)
+
+    backbone = MultitaskAVModule.load_backbone(path)
+    assert len(backbone.strategy_modules) == 0 and not backbone.training
+    batch = batch_of()
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(backbone(batch)["z_emotion"], net(batch)["z_emotion"], atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_all_strategies_train_together_on_gpu_in_mixed_precision() -> None:
+    L.seed_everything(0)
+    net = model(fusion="attention", emotion_class_weights=[1.0, 2.0, 1.0])
+    callbacks = [GradientReversalStrategy(), ConfusionStrategy(), OrthogonalStrategy(), HSICStrategy()]
+    fit = trainer(callbacks, accelerator="gpu", devices=1, precision="16-mixed")
+    fit.fit(net, datamodule=TinyAVData())
+    assert all(p.device.type == "cuda" for p in net.strategy_modules.parameters())
+    assert all(torch.isfinite(v) for k, v in fit.callback_metrics.items() if k.startswith(("train/", "val/")))
