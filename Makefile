@@ -8,7 +8,7 @@ BASE_CONFIG := experiments/configs/base.yaml
 STRATEGIES := $(sort $(basename $(notdir $(wildcard experiments/configs/strategy/*.yaml))))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test data train clean
+.PHONY: help setup test data train strategy-exists clean
 
 help: ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -27,9 +27,11 @@ test: setup ## run the test suite (CPU, a few minutes)
 data: setup ## write the built-in synthetic corpus and its feature cache
 	$(PY) -m avdisentangle prepare --config $(BASE_CONFIG) $(ARGS)
 
-train: setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (data prepared if needed); ARGS="--trainer.max_epochs=3"
-	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }
+train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (data prepared if needed); ARGS="--trainer.max_epochs=3"
 	$(PY) -m avdisentangle fit --config $(BASE_CONFIG) --config experiments/configs/strategy/$(STRATEGY).yaml $(ARGS)
+
+strategy-exists:
+	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }
 
 clean: ## remove generated data, logs and checkpoints (keeps .venv)
 	rm -rf data logs checkpoints results

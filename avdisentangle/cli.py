@@ -15,7 +15,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.evaluation.leakage import LeakageProbe
 from avdisentangle.models.multitask import MultitaskAVModule
+from avdisentangle.prediction import PredictionWriter
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -25,6 +27,8 @@ class AVLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/emotion/uar",
@@ -58,7 +62,7 @@ def data_parser(prog: str, description: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", action=ActionConfigFile, help="a fit config (YAML); only its data section is used")
     parser.add_class_arguments(AVDataModule, "data")
-    for ignored in ("model", "trainer", "checkpoint", "optimizer", "lr_scheduler", "ckpt_path", "seed_everything"):
+    for ignored in ("model", "trainer", "checkpoint", "prediction_writer", "leakage_probe", "ckpt_path", "seed_everything"):
         parser.add_argument(f"--{ignored}", type=Any, default=None, help="ignored here (part of fit configs)")
     return parser
 
@@ -81,7 +85,7 @@ Lightning commands (run one with --help for every option, --print_config for a f
   fit        train a multitask model (add strategies as trainer callbacks)
   validate   evaluate a checkpoint on the validation split
   test       evaluate a checkpoint on the test split
-  predict    emotion probabilities and both embeddings for the predict split
+  predict    emotion probabilities and both embeddings (--data.predict_paths=[files or folders])
 Package commands:
   prepare    build the feature cache of a corpus (same --data.* options as fit)
 """

@@ -6,6 +6,7 @@ the CLI, so nobody types `num_speakers` by hand. Training epochs read only the m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -13,8 +14,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from avdisentangle.data.cache import FeatureCache, PrepareSummary, build_cache, cache_dir_for, is_complete, read_summary
+from avdisentangle.data.cache import (
+    FeatureCache,
+    PrepareSummary,
+    build_cache,
+    cache_dir_for,
+    clip_row,
+    init_worker,
+    is_complete,
+    process_chunk,
+    read_summary,
+)
 from avdisentangle.data.corpora import CORPORA, read_corpus
+from avdisentangle.data.corpora.loose import read_loose_files
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.records import CorpusError, require_root
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, make_splits
@@ -71,7 +83,9 @@ class AVDataModule(L.LightningDataModule):
         num_workers: processes that extract features in `prepare`.
         loader_workers: DataLoader workers; 0 is usually fastest since a batch is one slice of
             memory-mapped arrays.
-        predict_split: which clips `predict` runs on.
+        predict_split: which clips of the corpus `predict` runs on.
+        predict_paths: files or folders to predict on instead (unlabelled clips: a video with a
+            same-named .wav beside it, or a video alone with its own audio track).
         progress: show the preprocessing progress bar.
     """
 
@@ -91,6 +105,7 @@ class AVDataModule(L.LightningDataModule):
         num_workers: int = 2,
         loader_workers: int = 0,
         predict_split: str = "test",
+        predict_paths: list[str] | None = None,
         progress: bool = True,
     ):
         super().__init__()
@@ -115,6 +130,7 @@ class AVDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.loader_workers = loader_workers
         self.predict_split = predict_split
+        self.predict_paths = predict_paths
         self.progress = progress
         self.cache: FeatureCache | None = None
         self.splits: dict[str, np.ndarray] = {}
@@ -214,4 +230,19 @@ class AVDataModule(L.LightningDataModule):
         return self.loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.loader(self.predict_split)
+        if not self.predict_paths:
+            return self.loader(self.predict_split)
+        dataset = self.loose_clips(self.predict_paths)
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=keep_batch)
+
+    def loose_clips(self, paths: list[str]) -> CachedClips:
+        """Features of unlabelled files, extracted in memory (labels are -1); refusals are printed."""
+        listing = read_loose_files(paths)
+        init_worker()
+        result = process_chunk(listing.clips, self.features)
+        for item, reason in json.loads(result["refused"]) + [(r.item, r.reason) for r in listing.refused]:
+            print(f"refused {item}: {reason}")
+        kept = [listing.clips[position] for position in result["kept"].tolist()]
+        clips = FeatureCache(path=None, audio=result["audio"], video=result["video"], clips=[clip_row(c, f) for c, f in zip(kept, result["face_found"])])
+        unknown = np.full(len(kept), -1, dtype=np.int64)
+        return CachedClips(clips, np.arange(len(kept)), unknown, unknown)

@@ -197,6 +197,16 @@ class MultitaskAVModule(L.LightningModule):
         }
 
     # --------------------------------------------------------------------------- optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The model's parameters, then each strategy's modules at the strategy's own lr scale."""
+        owned = {id(p) for p in self.strategy_modules.parameters()}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in owned]}]
+        for name, module in self.strategy_modules.items():
+            strategy = self.attached_strategies.get(name)
+            scale = strategy.lr_scale if strategy is not None else 1.0
+            groups.append({"params": list(module.parameters()), "lr": self.hparams.lr * scale})
+        return [group for group in groups if group["params"]]
+
     def configure_optimizers(self) -> Any:
         """AdamW over everything, strategy modules included, with per-step cosine decay.
 
@@ -204,7 +214,7 @@ class MultitaskAVModule(L.LightningModule):
         when the length is unknown (max_epochs=-1 without max_steps: inf; an iterable dataset without
         max_steps: -1) the learning rate stays constant.
         """
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps) or total_steps < 1:
             return optimizer

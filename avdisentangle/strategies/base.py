@@ -20,9 +20,12 @@ class DisentanglementStrategy(L.Callback):
 
     name: ClassVar[str]
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0, lr_scale: float = 1.0) -> None:
         super().__init__()
         self.weight = weight
+        # Learning-rate multiplier for the modules this strategy owns: an adversary must keep up
+        # with an encoder that is learning to fool it, or it never learns to read the speaker.
+        self.lr_scale = lr_scale
         self.module: nn.Module | None = None
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module | None:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from avdisentangle.strategies.adversary import speaker_adversary
 from avdisentangle.strategies.base import DisentanglementStrategy
 
 
@@ -29,15 +30,13 @@ class ConfusionStrategy(DisentanglementStrategy):
 
     name = "confusion"
 
-    def __init__(self, weight: float = 1.0, hidden_dim: int = 64) -> None:
-        super().__init__(weight)
+    def __init__(self, weight: float = 1.0, hidden_dim: int = 64, adversary_lr_scale: float = 10.0) -> None:
+        super().__init__(weight, lr_scale=adversary_lr_scale)
         self.hidden_dim = hidden_dim
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
         hparams = pl_module.hparams
-        return nn.Sequential(
-            nn.Linear(hparams.emotion_dim, self.hidden_dim), nn.ReLU(inplace=True), nn.Linear(self.hidden_dim, hparams.num_speakers)
-        )
+        return speaker_adversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         z_emotion = outputs["z_emotion"]

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avdisentangle.strategies.adversary import speaker_adversary
 from avdisentangle.strategies.base import DisentanglementStrategy
-
-SCHEDULES = ("constant", "dann")
+from avdisentangle.strategies.schedules import SCHEDULES, dann_ramp, scheduled, training_progress
 
 
 class GradientReversal(torch.autograd.Function):
@@ -40,8 +40,8 @@ def grad_reverse(x: Tensor, lambda_: Tensor | float) -> Tensor:
 
 
 def dann_lambda(progress: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float:
-    """Ganin et al.'s ramp 2/(1+exp(-gamma p)) - 1: near 0 early, when the adversary is still noise."""
-    return lambda_max * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
+    """lambda_max times the DANN ramp: near 0 early, when the adversary is still noise."""
+    return lambda_max * dann_ramp(progress, gamma)
 
 
 class SpeakerAdversary(nn.Module):
@@ -49,7 +49,7 @@ class SpeakerAdversary(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_speakers))
+        self.mlp = speaker_adversary(in_dim, hidden_dim, num_speakers)
         self.register_buffer("lambda_", torch.tensor(0.0))
 
     def forward(self, z: Tensor) -> Tensor:
@@ -66,9 +66,15 @@ class GradientReversalStrategy(DisentanglementStrategy):
     name = "grl"
 
     def __init__(
-        self, weight: float = 1.0, lambda_max: float = 1.0, schedule: str = "dann", gamma: float = 10.0, hidden_dim: int = 64
+        self,
+        weight: float = 1.0,
+        lambda_max: float = 1.0,
+        schedule: str = "dann",
+        gamma: float = 10.0,
+        hidden_dim: int = 64,
+        adversary_lr_scale: float = 10.0,
     ) -> None:
-        super().__init__(weight)
+        super().__init__(weight, lr_scale=adversary_lr_scale)
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
         self.lambda_max = lambda_max
@@ -80,11 +86,7 @@ class GradientReversalStrategy(DisentanglementStrategy):
         return SpeakerAdversary(pl_module.hparams.emotion_dim, self.hidden_dim, pl_module.hparams.num_speakers)
 
     def current_lambda(self, trainer: L.Trainer) -> float:
-        if self.schedule == "constant":
-            return self.lambda_max
-        total = trainer.estimated_stepping_batches
-        progress = min(1.0, trainer.global_step / total) if math.isfinite(total) and total > 0 else 1.0
-        return dann_lambda(progress, self.lambda_max, self.gamma)
+        return self.lambda_max * scheduled(self.schedule, training_progress(trainer), self.gamma)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self.module.lambda_.fill_(self.current_lambda(trainer))

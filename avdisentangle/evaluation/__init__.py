@@ -1,0 +1,1 @@
+"""Disentanglement evaluation: frozen-embedding probes, metrics, reports and plots."""

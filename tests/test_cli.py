@@ -1,0 +1,130 @@
+"""The command line as users run it: configs compose, errors name the choices, a killed run
+resumes from `last`, `predict` writes probabilities and embeddings."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import TINY_FEATURES
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def fit_args(corpus: Path, workdir: Path, *extra: str, strategy: str = "none", command: str = "fit") -> list[str]:
+    """A run of the tiny corpus (CREMA-D layout) with the repo's own base and strategy configs."""
+    return [
+        sys.executable, "-m", "avdisentangle", command,
+        "--config", str(REPO / "experiments/configs/base.yaml"),
+        "--config", str(REPO / f"experiments/configs/strategy/{strategy}.yaml"),
+        "--data.corpus=cremad", f"--data.root={corpus}", f"--data.cache_dir={workdir / 'cache'}",
+        "--data.num_workers=0", "--data.batch_size=8",
+        *[f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in ("window_s", "n_mels", "num_frames", "face_size")],
+        f"--trainer.default_root_dir={workdir}", f"--checkpoint.dirpath={workdir / 'checkpoints'}",
+        "--trainer.logger.init_args.save_dir", str(workdir / "logs"),
+        "--trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, **kwargs)
+
+
+def metrics_rows(workdir: Path) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted((workdir / "logs").rglob("metrics.csv")):
+        with path.open() as handle:
+            rows += list(csv.DictReader(handle))
+    return rows
+
+
+def test_print_config_is_complete_and_links_labels_from_the_data(tiny_corpus, tmp_path):
+    result = run([*fit_args(tiny_corpus, tmp_path, strategy="grl"), "--print_config"], tmp_path, check=True)
+    config = yaml.safe_load(result.stdout)
+    assert config["data"]["corpus"] == "cremad"
+    assert config["trainer"]["callbacks"][0]["class_path"] == "avdisentangle.strategies.GradientReversalStrategy"
+    assert config["checkpoint"]["monitor"] == "val/emotion/uar"
+    assert "num_speakers" not in config["model"]  # linked from the data at run time, never typed
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model.fusion=sum"], "concat, attention"),
+        (["--data.corpus=iemocap"], "synthetic, cremad, ravdess, manifest"),
+        (["--trainer.callbacks+=avdisentangle.strategies.NoSuchStrategy"], "NoSuchStrategy"),
+        (["--trainer.callbacks+=avdisentangle.strategies.GradientReversalStrategy", "--trainer.callbacks.schedule=cosine"], "constant, dann"),
+    ],
+)
+def test_bad_values_give_errors_that_name_the_choices(tiny_corpus, tmp_path, extra, message):
+    result = run([*fit_args(tiny_corpus, tmp_path), "--trainer.max_epochs=1", *extra], tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_make_train_rejects_an_unknown_strategy():
+    result = subprocess.run(["make", "-s", "train", "STRATEGY=magic"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "unknown STRATEGY=magic; choose one of: confusion grl hsic none orthogonal" in result.stderr
+
+
+def test_killed_fit_resumes_from_last_and_finishes(tiny_corpus, tmp_path):
+    args = fit_args(tiny_corpus, tmp_path, "--trainer.max_epochs=6", strategy="grl")
+    process = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    import torch
+
+    killed_at = torch.load(last, weights_only=False)["epoch"]
+    assert killed_at < 6, "the kill should land before the run ended"  # epochs completed so far
+    resumed = run([*args, "--ckpt_path=last"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(last, weights_only=False)["epoch"] == 6
+    epochs = {int(row["epoch"]) for row in metrics_rows(tmp_path) if row.get("val/emotion/uar")}
+    assert 5 in epochs
+
+
+def test_predict_writes_probabilities_and_embeddings_for_loose_files(tiny_corpus, tmp_path):
+    trained = run(fit_args(tiny_corpus, tmp_path, "--trainer.max_epochs=1"), tmp_path)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for wav in sorted((tiny_corpus / "AudioWAV").glob("*.wav"))[:3]:
+        (clips / wav.name).write_bytes(wav.read_bytes())
+        (clips / f"{wav.stem}.flv").write_bytes((tiny_corpus / "VideoFlash" / f"{wav.stem}.flv").read_bytes())
+    (clips / "broken.flv").write_bytes(b"not a video")
+    predicted = run(
+        fit_args(
+            tiny_corpus,
+            tmp_path,
+            f"--data.predict_paths=[{clips}]",
+            f"--prediction_writer.output_dir={tmp_path / 'predictions'}",
+            f"--ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+            command="predict",
+        ),
+        tmp_path,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "refused" in predicted.stdout and "broken" in predicted.stdout
+    with (tmp_path / "predictions" / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3
+    probabilities = np.array([[float(row[key]) for key in row if key.startswith("p_")] for row in rows])
+    assert probabilities.shape == (3, 6) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    embeddings = np.load(tmp_path / "predictions" / "embeddings.npz")
+    assert embeddings["z_emotion"].shape == (3, 64) and embeddings["z_identity"].shape == (3, 64)
