@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STRATEGY ?= none
+PROFILE ?= full
 ARGS ?=
 BASE_CONFIG := experiments/configs/base.yaml
 STRATEGIES := $(sort $(basename $(notdir $(wildcard experiments/configs/strategy/*.yaml))))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test data train strategy-exists clean
+.PHONY: help setup test data train report strategy-exists clean
 
 help: ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -29,6 +30,9 @@ data: setup ## write the built-in synthetic corpus and its feature cache
 
 train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (data prepared if needed); ARGS="--trainer.max_epochs=3"
 	$(PY) -m avdisentangle fit --config $(BASE_CONFIG) --config experiments/configs/strategy/$(STRATEGY).yaml $(ARGS)
+
+report: setup ## train every strategy over seeds, probe, tabulate, plot: PROFILE=quick (~10 min on 2 CPUs) or full
+	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
 
 strategy-exists:
 	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }

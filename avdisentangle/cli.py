@@ -7,8 +7,10 @@ video channel count from the DataModule (`link_arguments`), so a config never ty
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -16,17 +18,35 @@ from lightning.pytorch.cli import LightningCLI
 
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.evaluation.leakage import LeakageProbe
+from avdisentangle.evaluation.probe import format_probe_table, probe_checkpoint
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.prediction import PredictionWriter
+from avdisentangle.sweep import sweep
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 class AVLightningCLI(LightningCLI):
-    """LightningCLI with the data-to-model links and a best/last checkpoint always configured."""
+    """LightningCLI with the data-to-model links, best and last checkpoints, the prediction writer
+    and the end-of-fit leakage probe always configured."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        # Two checkpoint callbacks: ModelCheckpoint's own save_last only refreshes last.ckpt when a
+        # new best is saved, so a resumed run could restart from a stale epoch.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/emotion/uar",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best-{epoch:02d}",
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
+            }
+        )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
         parser.set_defaults(
@@ -57,13 +77,18 @@ def run_lightning(args: list[str]) -> AVLightningCLI:
     )
 
 
-def data_parser(prog: str, description: str) -> ArgumentParser:
-    """A parser for the `--data.*` arguments that also accepts a full `fit` config file."""
+FIT_CONFIG_KEYS = ("model", "trainer", "checkpoint", "last_checkpoint", "prediction_writer", "leakage_probe", "ckpt_path", "seed_everything")
+
+
+def data_parser(prog: str, description: str, own: tuple[str, ...] = ()) -> ArgumentParser:
+    """A parser for the `--data.*` arguments that also accepts a full `fit` config file
+    (its other sections are ignored, except the keys in `own`, which the caller adds)."""
     parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", action=ActionConfigFile, help="a fit config (YAML); only its data section is used")
     parser.add_class_arguments(AVDataModule, "data")
-    for ignored in ("model", "trainer", "checkpoint", "prediction_writer", "leakage_probe", "ckpt_path", "seed_everything"):
-        parser.add_argument(f"--{ignored}", type=Any, default=None, help="ignored here (part of fit configs)")
+    for ignored in FIT_CONFIG_KEYS:
+        if ignored not in own:
+            parser.add_argument(f"--{ignored}", type=Any, default=None, help="ignored here (part of fit configs)")
     return parser
 
 
@@ -77,7 +102,34 @@ def prepare(args: list[str]) -> int:
     return 0
 
 
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"prepare": prepare}
+def probe(args: list[str]) -> int:
+    """Freeze a checkpoint's model and report what linear and MLP probes read from each embedding."""
+    parser = data_parser(
+        "avdisentangle probe",
+        "Probe frozen embeddings of a checkpoint: speaker and emotion from z_emotion and z_identity. "
+        "Pass the same data config as for fit; probes are fitted on the train split, scored on test.",
+        own=("ckpt_path",),
+    )
+    parser.add_argument("--ckpt_path", type=str, required=True, help="checkpoint written by fit")
+    parser.add_argument("--probe_seed", type=int, default=0, help="seed of the MLP probe")
+    parser.add_argument("--output", type=Optional[str], default=None, help="also write the results to this JSON file")
+    config = parser.parse_args(args)
+    datamodule = parser.instantiate_classes(config).data
+    results = probe_checkpoint(config.ckpt_path, datamodule, config.probe_seed)
+    print(format_probe_table(results))
+    if config.output:
+        Path(config.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.output).write_text(json.dumps(results, indent=2, sort_keys=True))
+    return 0
+
+
+def report(args: list[str]) -> int:
+    from avdisentangle.evaluation.report import report as run_report
+
+    return run_report(args)
+
+
+EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"prepare": prepare, "probe": probe, "report": report, "sweep": sweep}
 
 USAGE = """usage: python -m avdisentangle COMMAND [options]
 
@@ -88,6 +140,9 @@ Lightning commands (run one with --help for every option, --print_config for a f
   predict    emotion probabilities and both embeddings (--data.predict_paths=[files or folders])
 Package commands:
   prepare    build the feature cache of a corpus (same --data.* options as fit)
+  probe      what linear and MLP probes read from a checkpoint's frozen embeddings (--ckpt_path)
+  report     every strategy over seeds: results.csv, summary.md and plots under results/<name>/
+  sweep      run a W&B sweep YAML without a W&B server: sweep experiments/sweeps/grl.yaml --count 20
 """
 
 

@@ -34,6 +34,10 @@ from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 
 PREDICT_SPLITS = (*SPLIT_NAMES, "all")
 
+# Checkpoints store the DataModule's hyperparameters, these dataclasses among them; allow them
+# in torch.load's safe (weights-only) unpickler so checkpoints reload without trusting pickle.
+torch.serialization.add_safe_globals([FeatureConfig, SyntheticConfig])
+
 
 class CachedClips(Dataset):
     """Rows of the feature cache as training samples; `__getitems__` gathers a whole batch at once."""

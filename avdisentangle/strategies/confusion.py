@@ -30,7 +30,7 @@ class ConfusionStrategy(DisentanglementStrategy):
 
     name = "confusion"
 
-    def __init__(self, weight: float = 1.0, hidden_dim: int = 64, adversary_lr_scale: float = 10.0) -> None:
+    def __init__(self, weight: float = 0.3, hidden_dim: int = 64, adversary_lr_scale: float = 10.0) -> None:
         super().__init__(weight, lr_scale=adversary_lr_scale)
         self.hidden_dim = hidden_dim
 

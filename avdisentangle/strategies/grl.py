@@ -67,7 +67,7 @@ class GradientReversalStrategy(DisentanglementStrategy):
 
     def __init__(
         self,
-        weight: float = 1.0,
+        weight: float = 0.3,
         lambda_max: float = 1.0,
         schedule: str = "dann",
         gamma: float = 10.0,

@@ -1,0 +1,299 @@
+"""Report figures: embedding maps, the disentanglement trade-off, confusion matrices, training curves.
+
+Every function draws on its own `matplotlib.figure.Figure` with an Agg canvas attached, never through
+`pyplot`: no global backend switch, no display needed, and no figure registry to leak into (the figure
+is freed as soon as the function returns). Each writes one PNG, creating parent folders, and returns
+its path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+PROJECTION_METHODS = ("tsne", "pca")
+MAX_SPEAKER_LEGEND = 12
+DPI = 120
+
+AXIS_LABELS = {
+    "probe_speaker_from_emotion_linear": "probe speaker accuracy from z_emotion (lower = more disentangled)",
+    "emotion_uar": "emotion UAR (test)",
+}
+
+
+def _figure(width: float, height: float) -> Figure:
+    """A pyplot-free figure that can render PNGs on a headless machine."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    fig.clear()
+    return path
+
+
+def _colour(cmap: Colormap, index: int):
+    """Qualitative colours, cycling once the colormap runs out (tab10 has 10, tab20 has 20)."""
+    return cmap(index % cmap.N)
+
+
+def _as_float(value) -> float | None:
+    """A metric value from a JSON/CSV row as a float, or None when it is missing, blank or NaN."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _check_method(method: str) -> None:
+    if method not in PROJECTION_METHODS:
+        raise ValueError(f"unknown projection method {method!r}; choose one of {', '.join(PROJECTION_METHODS)}")
+
+
+def project(z: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
+    """2-D map of standardised embeddings (so that no single large-scale dimension dominates).
+
+    Deterministic for a given `seed`, which is what lets both rows of an embedding figure share one map.
+    """
+    _check_method(method)
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2 or len(z) < 3:
+        raise ValueError(f"need a (n >= 3, dims) array of embeddings, got shape {z.shape}")
+    std = z.std(axis=0)
+    z = (z - z.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(z)
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    tsne = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3), random_state=seed)
+    # One thread: t-SNE's OpenMP gradient loop spin-waits when the cores are shared (training runs beside
+    # it); on 2 busy cores 500 x 64 points took 15-40 s with the default threads and ~1 s with one.
+    with threadpool_limits(limits=1):
+        return tsne.fit_transform(z)
+
+
+def _scatter_by(ax, xy: np.ndarray, ids: np.ndarray, cmap: Colormap) -> None:
+    size = float(np.clip(4000 / len(xy), 5, 24))
+    ax.scatter(
+        xy[:, 0], xy[:, 1], c=[_colour(cmap, int(i)) for i in ids], s=size, alpha=0.8, linewidths=0, rasterized=True
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _category_handles(present: Iterable[int], names: Sequence[str], cmap: Colormap) -> list[Line2D]:
+    return [
+        Line2D([], [], marker="o", linestyle="", markersize=7, color=_colour(cmap, i), label=names[i])
+        for i in sorted(present)
+    ]
+
+
+def plot_embeddings(
+    panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    emotion_names: list[str],
+    speaker_names: list[str],
+    path,
+    method: str = "tsne",
+    seed: int = 0,
+) -> Path:
+    """One column per `(title, z, emotion_ids, speaker_ids)` panel: the same 2-D map coloured by emotion
+    (top) and by speaker (bottom). A disentangled z_emotion clusters by emotion and mixes speakers.
+
+    Name the model and the embedding in `title`, e.g. "none: z_emotion"; subtitles append "by emotion"/"by
+    speaker". Speakers get a legend up to 12 of them; beyond that only their count is noted, since more
+    than a dozen qualitative colours cannot be told apart.
+    """
+    _check_method(method)
+    if not panels:
+        raise ValueError("need at least one panel")  # checked before any (slow) projection
+    emotion_cmap, speaker_cmap = colormaps["tab10"], colormaps["tab20"]
+    method_name, axis_name = {"tsne": ("t-SNE", "t-SNE"), "pca": ("PCA", "PC")}[method]
+
+    fig = _figure(4.2 * len(panels) + 1.8, 8.0)
+    axes = fig.subplots(2, len(panels), squeeze=False)
+    emotions_seen: set[int] = set()
+    speakers_seen: set[int] = set()
+    for column, (title, z, emotion_ids, speaker_ids) in enumerate(panels):
+        emotion_ids, speaker_ids = np.asarray(emotion_ids, dtype=int), np.asarray(speaker_ids, dtype=int)
+        if not len(z) == len(emotion_ids) == len(speaker_ids):
+            raise ValueError(f"panel {title!r}: z, emotion_ids and speaker_ids differ in length")
+        xy = project(z, method, seed)
+        for row, (ids, cmap, what) in enumerate(
+            [(emotion_ids, emotion_cmap, "emotion"), (speaker_ids, speaker_cmap, "speaker")]
+        ):
+            ax = axes[row, column]
+            _scatter_by(ax, xy, ids, cmap)
+            ax.set_title(f"{title} by {what}", fontsize=11)
+            ax.set_xlabel(f"{axis_name} 1", fontsize=9)
+            ax.set_ylabel(f"{axis_name} 2", fontsize=9)
+        emotions_seen.update(np.unique(emotion_ids).tolist())
+        speakers_seen.update(np.unique(speaker_ids).tolist())
+
+    legend_style = dict(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
+    axes[0, -1].legend(
+        handles=_category_handles(emotions_seen, emotion_names, emotion_cmap), title="emotion", **legend_style
+    )
+    if len(speakers_seen) <= MAX_SPEAKER_LEGEND:
+        axes[1, -1].legend(
+            handles=_category_handles(speakers_seen, speaker_names, speaker_cmap),
+            title="speaker",
+            ncols=1 + len(speakers_seen) // 7,
+            **legend_style,
+        )
+    else:
+        axes[1, -1].text(
+            1.04, 0.5, f"{len(speakers_seen)} speakers\n(colours repeat\nafter 20)", transform=axes[1, -1].transAxes,
+            va="center", ha="left", fontsize=9,
+        )
+    fig.suptitle(f"{method_name} of standardised embeddings (seed {seed})", fontsize=12)
+    return _save(fig, path)
+
+
+def plot_tradeoff(
+    rows: list[dict],
+    path,
+    x: str = "probe_speaker_from_emotion_linear",
+    y: str = "emotion_uar",
+    chance_x: float | None = None,
+) -> Path:
+    """Each run as a point in (speaker leakage, emotion performance): the trade-off a strategy buys.
+
+    Rows need `strategy`, `seed`, `x` and `y` (numbers or numeric strings; rows missing either value are
+    skipped). Strategies with several seeds also get their mean (X) with std error bars. The "better"
+    hint assumes that lower x and higher y are better, as for the defaults.
+    """
+    runs: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        vx, vy = _as_float(row.get(x)), _as_float(row.get(y))
+        if vx is not None and vy is not None:
+            runs.setdefault(str(row["strategy"]), []).append((vx, vy))
+    if not runs:
+        raise ValueError(f"no row has both {x!r} and {y!r}")
+
+    cmap = colormaps["tab10"]
+    fig = _figure(7.5, 5.5)
+    ax = fig.subplots()
+    for index, (strategy, points) in enumerate(runs.items()):
+        colour = _colour(cmap, index)
+        xs, ys = np.array(points).T
+        ax.scatter(xs, ys, s=36, color=colour, alpha=0.7, edgecolors="white", linewidths=0.5,
+                   label=f"{strategy} (n={len(points)})", zorder=3)
+        if len(points) > 1:
+            ax.errorbar(xs.mean(), ys.mean(), xerr=xs.std(ddof=1), yerr=ys.std(ddof=1), fmt="X", markersize=12,
+                        color=colour, markeredgecolor="black", ecolor=colour, elinewidth=1.5, capsize=4, zorder=4)
+    if chance_x is not None:
+        ax.axvline(chance_x, linestyle="--", color="grey", linewidth=1.2, zorder=1)
+        ax.text(chance_x, 0.02, " chance", transform=ax.get_xaxis_transform(), color="grey", fontsize=9,
+                ha="left", va="bottom")
+    ax.annotate("better", xy=(0.04, 0.96), xytext=(0.2, 0.8), xycoords="axes fraction", textcoords="axes fraction",
+                ha="center", va="center", fontsize=10, color="dimgrey",
+                arrowprops=dict(arrowstyle="->", color="dimgrey", linewidth=1.5))
+    ax.set_xlabel(AXIS_LABELS.get(x, x))
+    ax.set_ylabel(AXIS_LABELS.get(y, y))
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if any(len(points) > 1 for points in runs.values()):
+        handles.append(Line2D([], [], marker="X", linestyle="", markersize=10, color="grey", markeredgecolor="black"))
+        labels.append("mean ± std over seeds")
+    ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="strategy")
+    ax.set_title("Emotion performance vs speaker leakage, one point per run")
+    return _save(fig, path)
+
+
+def _row_normalise(matrix: np.ndarray) -> np.ndarray:
+    """Recall per true class; a class with no examples gets a row of zeros rather than NaN."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
+def plot_confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str], path) -> Path:
+    """One row-normalised confusion matrix per strategy (rows = true class, so the diagonal is recall),
+    on a shared 0..1 colour scale so that strategies compare at a glance."""
+    if not matrices:
+        raise ValueError("need at least one confusion matrix")
+    n = len(labels)
+    for strategy, matrix in matrices.items():
+        if np.shape(matrix) != (n, n):
+            raise ValueError(f"{strategy!r}: confusion matrix of shape {np.shape(matrix)}, expected ({n}, {n})")
+    columns = min(3, math.ceil(math.sqrt(len(matrices))))  # 4 -> 2x2, not 3+1 with an empty slot
+    grid_rows = math.ceil(len(matrices) / columns)
+    cell = max(3.6, 0.55 * n + 1.2)
+    fig = _figure(cell * columns + 1.0, cell * grid_rows + 0.4)
+    axes = fig.subplots(grid_rows, columns, squeeze=False)
+    rotation = 45 if max(len(label) for label in labels) > 3 else 0
+    cell_font = 9 if n <= 8 else 7
+    used = list(axes.flat[: len(matrices)])
+    for ax, (strategy, matrix) in zip(used, matrices.items()):
+        recall = _row_normalise(matrix)
+        image = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+        for (i, j), value in np.ndenumerate(recall):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=cell_font,
+                    color="white" if value > 0.6 else "black")
+        ax.set_xticks(range(n), labels, rotation=rotation, ha="right" if rotation else "center",
+                      rotation_mode="anchor")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(strategy)
+    for ax in axes.flat[len(matrices) :]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=used, shrink=0.8, label="recall (row-normalised)")
+    return _save(fig, path)
+
+
+def plot_training_curves(
+    histories: dict[str, list[dict]],
+    path,
+    keys: Sequence[str] = ("val/emotion/uar", "val/speaker/uar"),
+) -> Path:
+    """Validation metrics per epoch, one panel per metric and one line per strategy, from metrics rows
+    (e.g. a Lightning `metrics.csv`: an "epoch" column, blank cells where a row logs something else)."""
+    if not keys:
+        raise ValueError("need at least one metric key")
+    cmap = colormaps["tab10"]
+    fig = _figure(4.8 * len(keys) + 1.8, 4.2)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    plotted: dict[str, Line2D] = {}
+    for ax, key in zip(axes, keys):
+        for index, (strategy, history) in enumerate(histories.items()):
+            points = _epoch_series(history, key)
+            if points:
+                epochs, values = zip(*points)
+                (plotted[strategy],) = ax.plot(
+                    epochs, values, marker="o", markersize=3, linewidth=1.5, color=_colour(cmap, index)
+                )
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if plotted:
+        axes[-1].legend(list(plotted.values()), list(plotted.keys()), loc="center left", bbox_to_anchor=(1.02, 0.5),
+                        frameon=False, title="strategy")
+    return _save(fig, path)
+
+
+def _epoch_series(history: Iterable[Mapping], key: str) -> list[tuple[float, float]]:
+    """(epoch, value) pairs sorted by epoch, skipping rows where either is blank."""
+    points = []
+    for row in history:
+        epoch, value = _as_float(row.get("epoch")), _as_float(row.get(key))
+        if epoch is not None and value is not None:
+            points.append((epoch, value))
+    return sorted(points)

@@ -1,0 +1,193 @@
+"""`sweep`: the files in experiments/sweeps/ are W&B sweeps whose runs the CLI accepts as W&B would
+launch them, and the local runner ranks runs, records failures and feeds metrics back to the engine."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import importlib
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+import yaml
+
+from avdisentangle.cli import main, run_lightning
+from avdisentangle.models.multitask import MultitaskAVModule
+from avdisentangle.sweep import Trial, args_macro, expand_command, load_sweep_config, sweeps
+from tests.conftest import TINY_FEATURES
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_FILES = sorted((REPO / "experiments/sweeps").glob("*.yaml"))
+
+
+def print_config(cli_args: list[str]) -> dict[str, Any]:
+    """`python -m avdisentangle <cli_args> --print_config`, parsed in this process: no training, no start-up."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit_:
+        with mock.patch.object(sys, "argv", sys.argv[:1]):  # pytest's own arguments are not the CLI's
+            run_lightning([*cli_args, "--print_config"])
+    assert exit_.value.code in (0, None), stderr.getvalue()[-3000:]
+    return yaml.safe_load(stdout.getvalue())
+
+
+def variants(config: dict[str, Any], proposal: dict[str, dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
+    """The engine's first proposal with its listed values rotated in lockstep, so every listed value is parsed once."""
+    choices = {name: spec["values"] for name, spec in config["parameters"].items() if "values" in spec}
+    width = max(map(len, choices.values()), default=1)
+    return [{**proposal, **{name: {"value": values[i % len(values)]} for name, values in choices.items()}} for i in range(width)]
+
+
+def build(parsed: dict[str, Any]) -> None:
+    """Instantiate the model and the strategy callbacks as `fit` would: their __init__ checks values
+    that parsing cannot (a schedule name is a plain str to the parser). Label counts are stand-ins."""
+    MultitaskAVModule(num_emotions=6, num_speakers=4, **parsed["model"])
+    for callback in parsed["trainer"].get("callbacks") or []:
+        module, _, name = callback["class_path"].rpartition(".")
+        getattr(importlib.import_module(module), name)(**callback["init_args"])
+
+
+def callback_classes(config: dict[str, Any]) -> list[str]:
+    return [callback["class_path"] for callback in config["trainer"].get("callbacks") or []]
+
+
+def landed(parsed: dict[str, Any], name: str, value: Any) -> tuple[Any, Any]:
+    """(what the parsed config holds, what the sweep parameter asked for)."""
+    if name == "config":  # a strategy file: its callbacks replace the base config's
+        return callback_classes(parsed), callback_classes(yaml.safe_load((REPO / value).read_text()))
+    if name.startswith("trainer.callbacks."):  # the init args of the (last) strategy callback
+        return parsed["trainer"]["callbacks"][-1]["init_args"][name.rsplit(".", 1)[1]], value
+    return functools.reduce(lambda node, key: node[key], name.split("."), parsed), value
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda path: path.stem)
+def test_sweep_file_is_valid_and_the_cli_accepts_its_runs(path, monkeypatch):
+    config = load_sweep_config(path)
+    assert config["metric"] == {"name": "leakage/tradeoff", "goal": "maximize"}
+    assert config["parameters"]["trainer.max_epochs"] == {"value": 20}
+    monkeypatch.chdir(REPO)  # the commands name configs relative to the repo, as `wandb agent` runs them
+    for proposal in variants(config, sweeps.next_run(config, []).config):
+        command = expand_command(config, proposal)
+        parsed = print_config(command[command.index("avdisentangle") + 1 :])
+        build(parsed)
+        for name, spec in proposal.items():
+            actual, expected = landed(parsed, name, spec["value"])
+            assert actual == expected, name
+        assert parsed["checkpoint"]["dirpath"] is None  # per-run checkpoint folders under `wandb agent`
+
+
+def test_args_expand_exactly_as_the_wandb_agent_expands_them():
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    proposal = {"config": {"value": "a.yaml"}, "model.lr": {"value": np.float64(1e-3)}, "trainer.callbacks.conditional": {"value": False}}
+    assert args_macro(proposal) == create_sweep_command_args({"args": proposal})["args"]
+
+
+def test_a_finished_trial_reaches_the_engine_with_its_metric():
+    trial = Trial("run-1", {"x": {"value": 1}}, "finished", 1.0, summary={"leakage/tradeoff": 0.25})
+    assert trial.as_sweep_run().metric_extremum("leakage/tradeoff", "maximum") == 0.25
+
+
+FAKE_FIT = """
+import json, pathlib, sys
+args = dict(arg[2:].split("=", 1) for arg in sys.argv[1:])
+x = float(args["x"])
+if x > 0.8:
+    sys.exit("diverged: loss is nan")
+pathlib.Path(args["leakage_probe.summary_file"]).write_text(json.dumps({"leakage/tradeoff": -abs(x - 0.3)}))
+"""
+
+
+def test_runs_are_ranked_by_the_goal_and_a_failure_is_recorded_not_raised(tmp_path, capsys):
+    (tmp_path / "fake_fit.py").write_text(FAKE_FIT)
+    sweep_file = tmp_path / "fake.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {  # no `command`: W&B's default, ${env} ${interpreter} ${program} ${args}
+                "program": str(tmp_path / "fake_fit.py"),
+                "method": "grid",
+                "metric": {"name": "leakage/tradeoff", "goal": "maximize"},
+                "parameters": {"x": {"values": [0.9, 0.1, 0.35]}},
+            }
+        )
+    )
+    output = tmp_path / "out"
+    assert main(["sweep", str(sweep_file), "--count", "5", "--output", str(output)]) == 0
+    with (output / "sweep_results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["x"], row["state"]) for row in rows] == [("0.35", "finished"), ("0.1", "finished"), ("0.9", "failed")]
+    assert "diverged: loss is nan" in rows[-1]["error"]
+    printed = capsys.readouterr().out
+    assert "[1/5] run-1: --x=0.9" in printed and "run-1 FAILED" in printed
+    assert "the grid is exhausted after 3 runs" in printed
+    assert (output / "sweep_results.md").read_text().count("\n") == 5
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "no such file"),
+        ("method: [grid", "is not valid YAML"),
+        ("method: grid\nmetrics: {name: m}\nparameters: {x: {values: [1]}}", "'metrics' was unexpected"),
+        ("method: grid\ncommand: [python, '${args}']\nparameters: {x: {min: 0.0, max: 1.0}}", "engine rejects this config"),
+        ("method: grid\ncommand: [python, '${args_json}']\nparameters: {x: {values: [1]}}", "not ${args_json}"),
+    ],
+)
+def test_a_sweep_file_that_cannot_run_is_refused_before_any_run(tmp_path, capsys, text, message):
+    sweep_file = tmp_path / "bad.yaml"
+    if text is not None:
+        sweep_file.write_text(text)
+    assert main(["sweep", str(sweep_file), "--count", "1", "--output", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "run-1").exists()
+
+
+def test_count_below_one_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "experiments/sweeps/grl.yaml", "--count", "0"])
+    assert exit_.value.code == 2
+    assert "--count: must be at least 1" in capsys.readouterr().err
+
+
+def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_path, monkeypatch, capsys):
+    strategies = [str(REPO / f"experiments/configs/strategy/{name}.yaml") for name in ("none", "orthogonal")]
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "method": "grid",
+                "metric": {"name": "leakage/tradeoff", "goal": "maximize"},
+                "command": ["${env}", "${interpreter}", "-m", "avdisentangle", "fit", "--config", str(REPO / "experiments/configs/base.yaml"), "${args}"],
+                "parameters": {"config": {"values": strategies}, "trainer.max_epochs": {"value": 20}},
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)  # the loggers write logs/ under the working directory
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    data = [
+        "--data.corpus=cremad", f"--data.root={tiny_corpus}", f"--data.cache_dir={tmp_path / 'cache'}",
+        "--data.num_workers=0", "--data.batch_size=8",
+        *[f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in ("window_s", "n_mels", "num_frames", "face_size")],
+        "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false",
+    ]
+    output = tmp_path / "out"
+    assert main(["sweep", str(sweep_file), "--count", "2", "--output", str(output), "--", *data]) == 0, capsys.readouterr()
+    with (output / "sweep_results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["state"] for row in rows] == ["finished", "finished"], rows
+    assert sorted(row["config"] for row in rows) == sorted(strategies)
+    tradeoffs = [float(row["leakage/tradeoff"]) for row in rows]
+    assert tradeoffs == sorted(tradeoffs, reverse=True)
+    for row in rows:
+        summary = json.loads((output / row["run"] / "summary.json").read_text())
+        assert summary["leakage/tradeoff"] == pytest.approx(float(row["leakage/tradeoff"]))
+        assert (output / row["run"] / "checkpoints" / "last.ckpt").is_file()
+        assert "`max_epochs=2` reached" in (output / row["run"] / "stderr.log").read_text()  # `--` beat the file's 20
+    assert "[2/2] run-2 finished" in capsys.readouterr().out
