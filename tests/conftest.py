@@ -18,6 +18,17 @@ TINY_SYNTHETIC = SyntheticConfig(
 TINY_FEATURES = FeatureConfig(window_s=1.0, n_mels=32, num_frames=4, face_size=32)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine those threads stall (10x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A 48-clip synthetic corpus in the CREMA-D layout (generated once per session)."""

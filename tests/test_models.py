@@ -13,13 +13,7 @@ NUM_EMOTIONS, NUM_SPEAKERS = 4, 5
 SMALL = {"hidden_dim": 32, "emotion_dim": 16, "identity_dim": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine those threads stall (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_batch(

@@ -26,13 +26,7 @@ from avdisentangle.strategies.orthogonal import mean_squared_correlation
 NUM_EMOTIONS, NUM_SPEAKERS = 3, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine those threads stall (10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_samples(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
