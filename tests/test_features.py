@@ -119,3 +119,10 @@ def test_config_validation():
     with pytest.raises(ValueError, match="color"):
         FeatureConfig(color="bgr")
     assert FeatureConfig().fingerprint() != FeatureConfig(n_mels=40).fingerprint()
+
+
+def test_audio_outlasting_the_last_frame_by_a_fraction_is_not_truncation(tmp_path, detector):
+    """1.31 s of audio at 30 fps ends 0.01 s into a 40th frame the video never had (it has 39)."""
+    audio, video = write_flash_clip(tmp_path, duration_s=1.31, flash_s=0.5, fps=30)
+    features = extract_clip(record(audio, video), FeatureConfig(window_s=2.0, num_frames=8, face_size=16), detector)
+    assert features.video.shape[0] == 8

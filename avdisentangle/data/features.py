@@ -209,17 +209,22 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
         fps = capture.get(cv2.CAP_PROP_FPS)
         if not fps or not np.isfinite(fps) or fps <= 0:
             raise ClipRefused(f"unreadable video {path.name}: no frame rate in its header")
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         wanted = np.floor(times_s * fps).clip(min=0).astype(int)  # the frame shown at each time
+        if declared > 0:
+            # The audio may outlast the last frame by a fraction of a frame period.
+            wanted = np.minimum(wanted, declared - 1)
         wanted_set = set(wanted.tolist())
         frames: dict[int, np.ndarray] = {}
+        decoded = 0
         for index in range(int(wanted.max()) + 1):
             if not capture.grab():
                 break
+            decoded += 1
             if index in wanted_set:
                 ok, frame = capture.retrieve()
                 if ok:
                     frames[index] = frame
-        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
     if not frames:
@@ -227,7 +232,7 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
     missing = [index for index in wanted.tolist() if index not in frames]
     if len(missing) > MAX_MISSING_FRAME_FRACTION * len(wanted):
         raise ClipRefused(
-            f"video {path.name} is truncated or shorter than its audio: decoded {max(frames) + 1} frames, "
+            f"video {path.name} is truncated or shorter than its audio: decoded {decoded} frames, "
             f"the window needs frame {int(wanted.max())} (header declares {declared})"
         )
     last = frames[max(frames)]
