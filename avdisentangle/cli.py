@@ -98,7 +98,8 @@ def prepare(args: list[str]) -> int:
     config = parser.parse_args(args)
     datamodule = parser.instantiate_classes(config).data
     summary = datamodule.prepare_data()
-    print("\n".join(summary.lines()))
+    if summary.from_existing_cache:  # a fresh build has printed its summary already
+        print("\n".join(summary.lines()))
     return 0
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from avdisentangle.cli import main
 from avdisentangle.evaluation.metrics import disentanglement_pct, normalised_disentanglement_pct
-from avdisentangle.evaluation.report import COLUMNS, add_disentanglement, best_strategy, summarise
+from avdisentangle.evaluation.report import COLUMNS, add_disentanglement, best_strategy
 from tests.conftest import TINY_FEATURES
 
 REQUIRED = (

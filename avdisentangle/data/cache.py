@@ -49,6 +49,7 @@ class PrepareSummary:
     seconds: float = 0.0
     clips_processed: int = 0
     resumed_clips: int = 0
+    from_existing_cache: bool = False
 
     def lines(self) -> list[str]:
         lines = [f"kept {self.kept} clips, refused {len(self.refused)}"]
@@ -269,4 +270,6 @@ def read_summary(cache_dir: Path) -> PrepareSummary:
     meta = json.loads((cache_dir / "meta.json").read_text())
     with (cache_dir / "refused.csv").open(newline="") as handle:
         refused = [Refusal(row["item"], row["reason"]) for row in csv.DictReader(handle)]
-    return PrepareSummary(cache_dir=cache_dir, kept=meta["kept"], refused=refused, faces_missing=meta["faces_missing"])
+    return PrepareSummary(
+        cache_dir=cache_dir, kept=meta["kept"], refused=refused, faces_missing=meta["faces_missing"], from_existing_cache=True
+    )

@@ -150,16 +150,19 @@ class AVDataModule(L.LightningDataModule):
         return require_root(self.root, self.corpus)
 
     def prepare_data(self) -> PrepareSummary:
-        """Build the feature cache unless a finished one exists; returns its summary."""
+        """Build the feature cache unless a finished one exists (printing what was kept and
+        refused when it builds); returns the summary."""
         root = self.corpus_root()
         options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
         listing = read_corpus(self.corpus, root, **options)
         self.cache_path = cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
         if is_complete(self.cache_path):
             return read_summary(self.cache_path)
-        return build_cache(
+        summary = build_cache(
             listing, self.features, self.cache_path, corpus=self.corpus, num_workers=self.num_workers, progress=self.progress
         )
+        print("\n".join(summary.lines()))
+        return summary
 
     def load(self) -> FeatureCache:
         """Open the cache (preparing it if needed), derive label maps and splits; idempotent."""

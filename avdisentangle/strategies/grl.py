@@ -7,7 +7,6 @@ the encoder to maximise it, i.e. to remove speaker information from z_emotion.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as L
