@@ -91,3 +91,22 @@ def test_unknown_choices_name_the_valid_ones():
         AVDataModule(corpus="iemocap")
     with pytest.raises(ValueError, match="closed_set, speaker_independent"):
         AVDataModule(split="random")
+
+
+def test_concurrent_prepares_build_one_cache(tiny_corpus, tmp_path):
+    """As under torchrun: several DataModules prepare the same corpus at once; one builds, the
+    others wait and read the finished cache."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def prepare(_):
+        dm = AVDataModule(
+            root=str(tiny_corpus), synthetic=TINY_SYNTHETIC, features=TINY_FEATURES, cache_dir=str(tmp_path),
+            num_workers=0, progress=False,
+        )
+        return dm.prepare_data()
+
+    with ThreadPoolExecutor(3) as pool:
+        summaries = list(pool.map(prepare, range(3)))
+    assert [s.kept for s in summaries] == [48, 48, 48]
+    assert sum(not s.from_existing_cache for s in summaries) == 1
+    assert len(list(tmp_path.glob("synthetic-*"))) == 1

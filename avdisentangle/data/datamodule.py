@@ -6,6 +6,7 @@ the CLI, so nobody types `num_speakers` by hand. Training epochs read only the m
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 
@@ -151,7 +152,17 @@ class AVDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> PrepareSummary:
         """Build the feature cache unless a finished one exists (printing what was kept and
-        refused when it builds); returns the summary."""
+        refused when it builds); returns the summary.
+
+        Holds a lock on the cache folder: under torchrun every process instantiates the
+        DataModule (the CLI links label counts from it), and only one may generate and cache.
+        """
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        with (self.cache_root / ".prepare.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._prepare_locked()
+
+    def _prepare_locked(self) -> PrepareSummary:
         root = self.corpus_root()
         options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
         listing = read_corpus(self.corpus, root, **options)
