@@ -9,7 +9,7 @@ BASE_CONFIG := experiments/configs/base.yaml
 STRATEGIES := $(sort $(basename $(notdir $(wildcard experiments/configs/strategy/*.yaml))))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test data train report strategy-exists clean
+.PHONY: help setup test data train report bench strategy-exists clean
 
 help: ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogona
 
 report: setup ## train every strategy over seeds, probe, tabulate, plot: PROFILE=quick (~10 min on 2 CPUs) or full
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
+
+bench: setup ## preprocessing and training-input throughput, each beside its baseline (see benchmarks/RESULTS.md)
+	$(PY) benchmarks/prepare_throughput.py --workers 2 --speakers 10 --clips 24 --width 480 --height 360 --fps 30
+	$(PY) benchmarks/training_input.py --epochs 3
 
 strategy-exists:
 	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }
