@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from avdisentangle.data.cache import (
@@ -69,6 +70,17 @@ class CachedClips(Dataset):
 def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Collate for datasets that already return whole batches."""
     return batch
+
+
+def evaluation_sampler(dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+    """Under DDP, split evaluation clips across processes without padding.
+
+    Lightning's default DistributedSampler repeats clips to even out the processes, and the
+    repeats would be counted twice by the (synced) metrics; the training split keeps that default.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        return UnrepeatedDistributedSampler(dataset, shuffle=False)
+    return None
 
 
 class AVDataModule(L.LightningDataModule):
@@ -226,12 +238,13 @@ class AVDataModule(L.LightningDataModule):
         return CachedClips(self.cache, self.splits[split], self.emotion_ids, self.speaker_ids)
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+        dataset = self.dataset(split)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
-            generator=generator if shuffle else None,
+            sampler=None if shuffle else evaluation_sampler(dataset),
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             collate_fn=keep_batch,
             num_workers=self.loader_workers,
             persistent_workers=self.loader_workers > 0,
