@@ -49,14 +49,6 @@ class AVLightningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/emotion/uar",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-{epoch:02d}",
-            }
-        )
         for source, target in (
             ("data.num_emotions", "model.num_emotions"),
             ("data.num_speakers", "model.num_speakers"),

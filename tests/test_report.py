@@ -67,7 +67,7 @@ def test_report_writes_the_table_and_the_plots(tiny_corpus, tmp_path, capsys):
     assert float(rows[0]["disentanglement_pct"]) == 0.0
     assert float(rows[0]["chance_speaker"]) == pytest.approx(0.25)
     summary = (out / "summary.md").read_text()
-    for png in ("embeddings.png", "tradeoff.png", "confusion.png"):
+    for png in ("embeddings.png", "tradeoff.png", "confusion.png", "training.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png})" in summary
     assert "| none |" in summary and "| hsic |" in summary

@@ -49,6 +49,7 @@ class RunOutcome:
     confusion: np.ndarray
     emotion_names: list[str]
     speaker_names: list[str]
+    history: list[dict]  # the run's metrics.csv rows, for the training curves
 
 
 def train_and_probe(configs: list[str], strategy_config: Path, seed: int, run_dir: Path, extra: list[str]) -> RunOutcome:
@@ -85,9 +86,11 @@ def train_and_probe(configs: list[str], strategy_config: Path, seed: int, run_di
         **probe_all(train, test, seed),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    with (Path(trainer.logger.log_dir) / "metrics.csv").open(newline="") as handle:
+        history = list(csv.DictReader(handle))
     return RunOutcome(
         row, test.z_emotion, test.emotion, test.speaker, model.test_confusion_matrix,
-        list(datamodule.emotion_names), list(datamodule.speaker_names),
+        list(datamodule.emotion_names), list(datamodule.speaker_names), history,
     )
 
 
@@ -164,6 +167,8 @@ def write_plots(outcomes: list[RunOutcome], best: str | None, out: Path) -> dict
     matrices = {s: sum(o.confusion for o in outcomes if o.row["strategy"] == s) for s in by_strategy}
     plots.plot_confusion_matrices(matrices, reference.emotion_names, out / "confusion.png")
     files["Emotion confusion matrices (test, summed over seeds, row-normalised)"] = "confusion.png"
+    plots.plot_training_curves({s: o.history for s, o in by_strategy.items()}, out / "training.png")
+    files[f"Validation UAR per epoch (seed {first_seed})"] = "training.png"
     return files
 
 
