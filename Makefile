@@ -34,9 +34,10 @@ train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogona
 report: setup ## train every strategy over seeds, probe, tabulate, plot: PROFILE=quick (~10 min on 2 CPUs) or full
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
 
-bench: setup ## preprocessing and training-input throughput, each beside its baseline (see benchmarks/RESULTS.md)
+bench: setup ## preprocessing, training input, memory and GPU throughput, each beside its baseline (see benchmarks/RESULTS.md)
 	$(PY) benchmarks/prepare_throughput.py --workers 2 --speakers 10 --clips 24 --width 480 --height 360 --fps 30
 	$(PY) benchmarks/training_input.py --epochs 3
+	$(PY) benchmarks/gpu_throughput.py
 
 strategy-exists:
 	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }

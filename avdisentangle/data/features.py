@@ -23,7 +23,10 @@ from avdisentangle.data.records import ClipRecord
 
 SHORT_CLIP_POLICIES = ("pad", "refuse")
 COLORS = ("grey", "rgb")
-DETECTION_HEIGHT = 180  # px: frames are downscaled to this height before face detection
+# Face detection runs on grey frames downscaled to `FeatureConfig.detection_height`, searching face
+# sizes in steps of DETECTION_SCALE_STEP. On 480x360 clips, 120 px and steps of 1.2 instead of 180 px
+# and 1.1 cut a detection from 9.7 to 3.8 ms and move the box by at most 2.5% of its side (p95).
+DETECTION_SCALE_STEP = 1.2
 MAX_MISSING_FRAME_FRACTION = 0.25
 
 
@@ -47,13 +50,14 @@ class FeatureConfig:
     color: str = "grey"
     face_detections: int = 3
     face_margin: float = 0.25
+    detection_height: int = 120
 
     def __post_init__(self):
         if self.short_clips not in SHORT_CLIP_POLICIES:
             raise ValueError(f"short_clips must be one of {SHORT_CLIP_POLICIES}, got {self.short_clips!r}")
         if self.color not in COLORS:
             raise ValueError(f"color must be one of {COLORS}, got {self.color!r}")
-        for name in ("sample_rate", "n_mels", "num_frames", "face_size", "face_detections"):
+        for name in ("sample_rate", "n_mels", "num_frames", "face_size", "face_detections", "detection_height"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 < self.min_duration_s <= self.window_s:
@@ -202,7 +206,7 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
     Frames past the end of a slightly short video repeat the last decoded one; a video missing
     more than a quarter of the window is refused as truncated.
     """
-    capture = cv2.VideoCapture(str(path))
+    capture = open_video(path)
     try:
         if not capture.isOpened():
             raise ClipRefused(f"unreadable video {path.name}: OpenCV could not open it")
@@ -239,10 +243,17 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
     return [frames.get(index, last) for index in wanted.tolist()]
 
 
+def open_video(path: Path) -> cv2.VideoCapture:
+    """A capture that decodes on one thread: `prepare` runs one process per core, and FFmpeg's own
+    decoding threads would only contend with them (measured on a 480x360 clip: 38 ms of CPU with
+    FFmpeg's threads, 32 ms with one, at about the same wall time)."""
+    return cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
+
+
 def crop_faces(frames: list[np.ndarray], config: FeatureConfig, detector: cv2.CascadeClassifier) -> tuple[np.ndarray, bool]:
     """Crop every sampled frame with one face box; a centre crop when no face is found."""
     probe = np.linspace(0, len(frames) - 1, min(config.face_detections, len(frames))).round().astype(int)
-    boxes = [box for index in probe if (box := detect_face(frames[index], detector)) is not None]
+    boxes = [box for index in probe if (box := detect_face(frames[index], detector, config.detection_height)) is not None]
     height, width = frames[0].shape[:2]
     if boxes:
         centre_x, centre_y, side = np.median(np.array(boxes, dtype=np.float64), axis=0)
@@ -253,15 +264,17 @@ def crop_faces(frames: list[np.ndarray], config: FeatureConfig, detector: cv2.Ca
     return np.stack(crops), bool(boxes)
 
 
-def detect_face(frame: np.ndarray, detector: cv2.CascadeClassifier) -> tuple[float, float, float] | None:
-    """(centre x, centre y, side) of the largest face, in full-frame pixels, or None."""
+def detect_face(frame: np.ndarray, detector: cv2.CascadeClassifier, detection_height: int) -> tuple[float, float, float] | None:
+    """(centre x, centre y, side) of the largest face, in full-frame pixels, or None.
+
+    Faces smaller than a sixth of the frame height are not searched for."""
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    scale = min(1.0, DETECTION_HEIGHT / grey.shape[0])
+    scale = min(1.0, detection_height / grey.shape[0])
     if scale < 1.0:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     grey = cv2.equalizeHist(grey)
     min_side = max(16, grey.shape[0] // 6)
-    faces = detector.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
+    faces = detector.detectMultiScale(grey, scaleFactor=DETECTION_SCALE_STEP, minNeighbors=4, minSize=(min_side, min_side))
     if len(faces) == 0:
         return None
     x, y, w, h = max(faces, key=lambda box: box[2] * box[3])

@@ -32,6 +32,7 @@ LEVELS = ("LO", "MD", "HI", "XX")
 LEVEL_INTENSITY = {"LO": 0.6, "MD": 0.8, "HI": 1.0, "XX": 0.8}
 FIRST_ACTOR = 1001
 MARKER = "synthetic.json"
+FLV_CODEC_TAG = 2  # FFmpeg's tag for FLV1 (Sorenson H.263) in the flv container
 
 #: Natural hair tones (BGR): black, dark brown, brown, auburn, dark blond, grey.
 HAIR_BGR = ((25, 25, 30), (30, 45, 70), (40, 70, 110), (40, 60, 130), (80, 130, 170), (120, 120, 125))
@@ -502,7 +503,9 @@ def _write_flv(path: Path, frames: list[np.ndarray], fps: int) -> None:
     """Flash video as in CREMA-D's VideoFlash, written to a temporary ``.flv`` name and moved into place."""
     tmp = path.with_name(f".{path.stem}.tmp.flv")  # the extension picks ffmpeg's container
     height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FLV1"), fps, (width, height))
+    # FLV's own codec tag (2, Sorenson H.263) rather than the fourcc "FLV1": the same bytes, without
+    # OpenCV's two-line warning per file about falling back to that tag.
+    writer = cv2.VideoWriter(str(tmp), FLV_CODEC_TAG, fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write FLV1 video to {tmp}; is this OpenCV built with FFMPEG?")
     for frame in frames:
