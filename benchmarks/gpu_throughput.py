@@ -6,8 +6,8 @@ Lightning Trainer, at 32-bit, `bf16-mixed` and `16-mixed` precision, with the GP
     python benchmarks/gpu_throughput.py --accelerator cpu --clips 200 --precisions 32-true   # smoke run
 
 The CREMA-D-sized cache tiles the rows of a small real cache (the default built-in corpus unless
-`--source-cache` names one) until the train split holds 7,442 clips, CREMA-D's size, so the timed
-epoch is exactly one CREMA-D-sized epoch. Each precision runs a warm-up epoch (cuDNN autotuning,
+`--source-cache` names one) until the train split holds about 7,442 clips, CREMA-D's size; the
+epoch time printed is scaled to exactly 7,442. Each precision runs a warm-up epoch (cuDNN autotuning,
 allocator growth), then `--epochs` timed ones (the median is printed); the first precision listed
 (32-bit by default) is the baseline that the others' speed ratios divide by.
 """
@@ -31,6 +31,7 @@ import torch
 
 from avdisentangle.data.cache import FeatureCache, PrepareSummary, read_summary
 from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.data.features import FeatureConfig
 from avdisentangle.models.multitask import MultitaskAVModule
 
 CREMAD_CLIPS = 7442
@@ -63,10 +64,12 @@ def tile_cache(source: Path, target: Path, clips: int, copies_per_speaker: int) 
 
 
 class FinishedCache(AVDataModule):
-    """The DataModule over a cache that is already built, with no corpus behind it."""
+    """The DataModule over a cache that is already built, with no corpus behind it (its feature
+    settings, which give the model its video channels, are read from the cache)."""
 
     def __init__(self, cache_path: Path, **kwargs):
-        super().__init__(**kwargs)
+        features = FeatureConfig(**json.loads((cache_path / "meta.json").read_text())["features"])
+        super().__init__(features=features, **kwargs)
         self.cache_path = cache_path
 
     def prepare_data(self) -> PrepareSummary:

@@ -19,7 +19,6 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-
 from avdisentangle.data.cache import build_cache, cache_dir_for, init_pool_worker
 from avdisentangle.data.corpora import read_corpus
 from avdisentangle.data.features import FeatureConfig, open_video

@@ -29,9 +29,10 @@ def test_tiled_cache_repeats_rows_as_new_speakers_and_trains(tiny_corpus, tmp_pa
     clips = len(source.cache.clips)
     tiled = gpu.tile_cache(source.cache_path, tmp_path / "tiled", clips=2 * clips, copies_per_speaker=2)
 
-    datamodule = gpu.FinishedCache(tiled, features=TINY_FEATURES, batch_size=8)
+    datamodule = gpu.FinishedCache(tiled, batch_size=8)
     datamodule.setup("fit")
     assert len(datamodule.cache.clips) == 2 * clips
+    assert datamodule.features == TINY_FEATURES  # read from the cache
     assert datamodule.num_speakers == 2 * source.num_speakers
     assert np.array_equal(datamodule.cache.video[clips:], source.cache.video)
     assert np.array_equal(datamodule.cache.audio[:clips], source.cache.audio)
