@@ -116,7 +116,7 @@ class EpochClock(L.Callback):
 def time_epochs(datamodule: AVDataModule, accelerator: str, precision: str, epochs: int) -> tuple[float, float]:
     """(median seconds of `epochs` timed epochs, mean GPU utilisation % during them) after a warm-up epoch."""
     torch.manual_seed(0)
-    model = MultitaskAVModule(datamodule.num_emotions, datamodule.num_speakers, datamodule.emotion_class_weights, datamodule.video_channels)
+    model = MultitaskAVModule.for_data(datamodule)
     clock = EpochClock()
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, precision=precision, max_epochs=1 + epochs, limit_val_batches=0, num_sanity_val_steps=0,

@@ -43,7 +43,7 @@ def main() -> None:
     datamodule = AVDataModule(batch_size=args.batch_size, loader_workers=args.loader_workers, progress=False)
     datamodule.setup("fit")
     torch.manual_seed(0)
-    model = MultitaskAVModule(datamodule.num_emotions, datamodule.num_speakers, datamodule.emotion_class_weights, datamodule.video_channels)
+    model = MultitaskAVModule.for_data(datamodule)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = datamodule.train_dataloader()
     in_memory = list(loader)

@@ -36,7 +36,7 @@ def entangled(tmp_path_factory):
 
 
 def new_model(dm: AVDataModule, **overrides) -> MultitaskAVModule:
-    return MultitaskAVModule(dm.num_emotions, dm.num_speakers, dm.emotion_class_weights, dm.video_channels, **overrides)
+    return MultitaskAVModule.for_data(dm, **overrides)
 
 
 def trainer(epochs: int, callbacks=(), **overrides) -> L.Trainer:

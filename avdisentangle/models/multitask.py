@@ -24,6 +24,7 @@ from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
 
 if TYPE_CHECKING:
+    from avdisentangle.data.datamodule import AVDataModule
     from avdisentangle.strategies.base import DisentanglementStrategy
 
 MODALITIES = ("audio", "video")
@@ -113,6 +114,12 @@ class MultitaskAVModule(L.LightningModule):
 
         self.strategy_modules = nn.ModuleDict()
         self.attached_strategies: dict[str, DisentanglementStrategy] = {}
+
+    @classmethod
+    def for_data(cls, datamodule: AVDataModule, **hparams: Any) -> MultitaskAVModule:
+        """A model sized from the data, as the CLI links it (label counts, class weights, video channels)."""
+        return cls(datamodule.num_emotions, datamodule.num_speakers, datamodule.emotion_class_weights,
+                   datamodule.video_channels, **hparams)
 
     # ----------------------------------------------------------------------------- strategies
     def attach_strategy(self, strategy: DisentanglementStrategy) -> None:
