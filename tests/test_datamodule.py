@@ -1,4 +1,4 @@
-"""AVDataModule: closed-set and speaker-independent splits, label maps, batches from the cache."""
+"""AVDataModule: closed-set, speaker-independent and speaker-fold splits, label maps, batches from the cache."""
 
 from __future__ import annotations
 
@@ -58,6 +58,53 @@ def test_speaker_independent_split_holds_out_whole_speakers():
         make_splits(np.array([0, 0, 1, 1]), np.zeros(4, int), "speaker_independent", 0.2, 0.2, seed=0)
 
 
+def test_speaker_folds_test_every_speaker_once_and_never_share_a_speaker():
+    speakers = np.repeat(np.arange(10), 5)
+    emotions = np.tile(np.arange(5), 10)
+    tested = []
+    for fold in range(4):
+        splits = make_splits(speakers, emotions, "speaker_folds", 0.2, 0.15, seed=3, num_folds=4, fold=fold)
+        assert np.array_equal(np.sort(np.concatenate([splits[n] for n in ("train", "val", "test")])), np.arange(50))
+        sets = {name: set(speakers[splits[name]].tolist()) for name in ("train", "val", "test")}
+        assert all(sets.values()) and not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])
+        assert len(sets["val"]) == 2  # round(0.2 * 10)
+        tested += sorted(sets["test"])
+    assert sorted(tested) == list(range(10))  # every speaker held out exactly once
+    first_folds = {tuple(make_splits(speakers, emotions, "speaker_folds", 0.2, 0.15, seed=s, fold=0)["test"]) for s in range(5)}
+    assert len(first_folds) > 1  # the seed deals the speakers
+
+
+@pytest.mark.parametrize(
+    "num_folds, fold, message",
+    [
+        (4, 4, r"fold must be in 0\.\.3"),
+        (4, -1, r"fold must be in 0\.\.3"),
+        (1, 0, "num_folds must be at least 2"),
+        (11, 0, r"num_folds must be in 2\.\.10"),
+    ],
+)
+def test_bad_folds_name_the_valid_range(num_folds, fold, message):
+    with pytest.raises(ValueError, match=message):
+        make_splits(np.repeat(np.arange(10), 2), np.zeros(20, int), "speaker_folds", 0.15, 0.15, seed=0, num_folds=num_folds, fold=fold)
+    if num_folds <= 10:  # the number of speakers is known only when splitting
+        with pytest.raises(ValueError, match=message):
+            AVDataModule(split="speaker_folds", num_folds=num_folds, fold=fold)
+
+
+def test_speaker_folds_through_the_datamodule(tiny_corpus, datamodule):
+    tested = []
+    for fold in range(4):
+        dm = AVDataModule(
+            root=str(tiny_corpus), synthetic=TINY_SYNTHETIC, features=TINY_FEATURES, cache_dir=str(datamodule.cache_root),
+            split="speaker_folds", num_folds=4, fold=fold, num_workers=0, progress=False,
+        )
+        dm.setup("fit")
+        sets = [set(dm.speaker_ids[dm.splits[name]].tolist()) for name in ("train", "val", "test")]
+        assert all(sets) and len(set.union(*sets)) == sum(map(len, sets)) == 4
+        tested += sorted(sets[2])
+    assert sorted(tested) == [0, 1, 2, 3]
+
+
 def test_too_few_clips_for_closed_set_is_explained():
     with pytest.raises(ValueError, match="have no clip in"):
         make_splits(np.array([0, 0, 1, 1, 1, 1, 1, 1]), np.zeros(8, int), "closed_set", 0.15, 0.15, seed=0)
@@ -89,7 +136,7 @@ def test_batches_are_aligned_tensors_with_their_labels(datamodule):
 def test_unknown_choices_name_the_valid_ones():
     with pytest.raises(ValueError, match="synthetic, cremad, ravdess, manifest"):
         AVDataModule(corpus="iemocap")
-    with pytest.raises(ValueError, match="closed_set, speaker_independent"):
+    with pytest.raises(ValueError, match="closed_set, speaker_independent, speaker_folds"):
         AVDataModule(split="random")
 
 

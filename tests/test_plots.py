@@ -86,23 +86,19 @@ def test_both_rows_of_a_column_share_one_projection(tmp_path, monkeypatch):
     assert calls == [len(z), 30]  # one projection per column, reused by its emotion and speaker rows
 
 
-def test_plot_tradeoff(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = [
-        {"strategy": strategy, "seed": seed, "probe_speaker_from_emotion_linear": str(leak + rng.normal(scale=0.03)),
-         "emotion_uar": uar + rng.normal(scale=0.02)}
-        for strategy, leak, uar in [("none", 0.8, 0.6), ("hsic", 0.5, 0.58), ("confusion", 0.35, 0.55)]
-        for seed in range(3)
-    ]
-    rows.append({"strategy": "dann", "seed": 0, "probe_speaker_from_emotion_linear": 0.3, "emotion_uar": 0.5})
-    rows.append({"strategy": "dann", "seed": 1, "probe_speaker_from_emotion_linear": "", "emotion_uar": 0.5})
-    path = plots.plot_tradeoff(rows, tmp_path / "tradeoff.png", chance_x=0.25)
+def test_plot_frontier(tmp_path):
+    nan = float("nan")
+    curves = {
+        "grl": [("0.03", (5, -2, 12), (0.80, 0.75, 0.85), False), ("0.3", (20, 10, 30), (0.78, 0.74, 0.82), True)],
+        "hsic": [("1", (40, nan, nan), (0.7, nan, nan), True)],  # one seed: no bars
+    }
+    path = plots.plot_frontier(curves, tmp_path / "sub" / "frontier.png", baseline_uar=(0.8, 0.77, 0.83))
     assert_readable_png(path)
 
 
-def test_plot_tradeoff_without_values_raises(tmp_path):
-    with pytest.raises(ValueError, match="emotion_uar"):
-        plots.plot_tradeoff([{"strategy": "none", "seed": 0}], tmp_path / "t.png")
+def test_plot_frontier_without_points_raises(tmp_path):
+    with pytest.raises(ValueError, match="no frontier points"):
+        plots.plot_frontier({"grl": []}, tmp_path / "f.png")
 
 
 def test_plot_confusion_matrices_zero_row_no_warnings(tmp_path):

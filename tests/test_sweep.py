@@ -25,6 +25,8 @@ from tests.conftest import TINY_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((REPO / "experiments/sweeps").glob("*.yaml"))
+BASE, BENCHMARK = "experiments/configs/base.yaml", "experiments/configs/data/benchmark.yaml"
+QUICK_EPOCHS = yaml.safe_load((REPO / "experiments/configs/report/quick.yaml").read_text())["trainer"]["max_epochs"]
 
 
 def print_config(cli_args: list[str]) -> dict[str, Any]:
@@ -70,12 +72,19 @@ def landed(parsed: dict[str, Any], name: str, value: Any) -> tuple[Any, Any]:
 def test_sweep_file_is_valid_and_the_cli_accepts_its_runs(path, monkeypatch):
     config = load_sweep_config(path)
     assert config["metric"] == {"name": "leakage/tradeoff", "goal": "maximize"}
-    assert config["parameters"]["trainer.max_epochs"] == {"value": 20}
+    assert config["parameters"]["trainer.max_epochs"] == {"value": QUICK_EPOCHS}
+    configs = [config["command"][i + 1] for i, arg in enumerate(config["command"]) if arg == "--config"]
+    assert configs[:2] == [BASE, BENCHMARK]  # the report's benchmark over the base, under any strategy file
+    if path.stem != "strategies":  # the report reads its grid of strengths from here
+        assert {"min", "max"} <= set(config["parameters"]["trainer.callbacks.weight"])
+    benchmark = yaml.safe_load((REPO / BENCHMARK).read_text())["data"]
     monkeypatch.chdir(REPO)  # the commands name configs relative to the repo, as `wandb agent` runs them
     for proposal in variants(config, sweeps.next_run(config, []).config):
         command = expand_command(config, proposal)
         parsed = print_config(command[command.index("avdisentangle") + 1 :])
         build(parsed)
+        assert parsed["data"]["synthetic"] | benchmark["synthetic"] == parsed["data"]["synthetic"]
+        assert parsed["data"]["test_fraction"] == benchmark["test_fraction"]
         for name, spec in proposal.items():
             actual, expected = landed(parsed, name, spec["value"])
             assert actual == expected, name

@@ -85,7 +85,7 @@ def test_baseline_beats_chance_on_both_tasks(trained, entangled):
     assert metrics["test/speaker/uar"] > 3.0 / entangled.num_speakers
 
 
-@pytest.mark.parametrize("strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 1.0, 0.08), ("grl", 1.0, None)])
+@pytest.mark.parametrize("strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 0.2, 0.08), ("grl", 1.0, None)])
 def test_strategy_lowers_speaker_probe_on_z_emotion(trained, entangled, strategy, weight, uar_tolerance):
     """Less identity in z_emotion than the baseline at the same seed. Confusion and HSIC keep
     emotion UAR within a few points; gradient reversal only removes identity at a strength that

@@ -31,7 +31,7 @@ from avdisentangle.data.corpora import CORPORA, read_corpus
 from avdisentangle.data.corpora.loose import read_loose_files
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.records import CorpusError, require_root
-from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, make_splits
+from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 
 PREDICT_SPLITS = (*SPLIT_NAMES, "all")
@@ -93,11 +93,17 @@ class AVDataModule(L.LightningDataModule):
         features: audio and video feature settings; any change builds a new cache.
         synthetic: the built-in corpus' size and speaker-emotion entanglement.
         vocal_channels: RAVDESS only: speech and/or song.
-        split: closed_set (every speaker in train/val/test) or speaker_independent.
-        val_fraction, test_fraction: share of clips (or of speakers, speaker-independent).
-        seed: fixes the split.
+        split: closed_set (every speaker in train/val/test), speaker_independent (whole speakers
+            held out) or speaker_folds (k-fold cross-validation over speakers).
+        val_fraction, test_fraction: share of clips (or of speakers, speaker-independent and, for
+            val only, speaker_folds, whose test share is 1/num_folds).
+        num_folds: speaker_folds only: how many folds the speakers are dealt into (2 to the number
+            of speakers; checked when splitting).
+        fold: speaker_folds only: which fold (0 to num_folds - 1) is the test set; running every
+            fold with one seed tests every speaker exactly once.
+        seed: fixes the split (for speaker_folds, the dealing of speakers into folds).
         batch_size: clips per batch.
-        num_workers: processes that extract features in `prepare`.
+        num_workers: processes that write the synthetic corpus and extract features in `prepare`.
         loader_workers: DataLoader workers; 0 is usually fastest since a batch is one slice of
             memory-mapped arrays.
         predict_split: which clips of the corpus `predict` runs on.
@@ -117,6 +123,8 @@ class AVDataModule(L.LightningDataModule):
         split: str = "closed_set",
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
+        num_folds: int = 4,
+        fold: int = 0,
         seed: int = 0,
         batch_size: int = 32,
         num_workers: int = 2,
@@ -130,6 +138,7 @@ class AVDataModule(L.LightningDataModule):
             raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
         if split not in SPLIT_KINDS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
+        check_folds(num_folds, fold)
         if predict_split not in PREDICT_SPLITS:
             raise ValueError(f"unknown predict_split {predict_split!r}; choose one of {', '.join(PREDICT_SPLITS)}")
         self.save_hyperparameters()
@@ -142,6 +151,8 @@ class AVDataModule(L.LightningDataModule):
         self.split = split
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.num_folds = num_folds
+        self.fold = fold
         self.seed = seed
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -157,9 +168,9 @@ class AVDataModule(L.LightningDataModule):
         """The folder to read; the synthetic corpus is generated there on first use."""
         if self.corpus == "synthetic" and self.root is None:
             root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
-            return generate_corpus(root, self.synthetic, progress=self.progress)
+            return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.num_workers)
         if self.corpus == "synthetic":
-            return generate_corpus(Path(self.root), self.synthetic, progress=self.progress)
+            return generate_corpus(Path(self.root), self.synthetic, progress=self.progress, workers=self.num_workers)
         return require_root(self.root, self.corpus)
 
     def prepare_data(self) -> PrepareSummary:
@@ -201,7 +212,9 @@ class AVDataModule(L.LightningDataModule):
         self.speaker_names = sorted(set(speakers.tolist()))
         self.emotion_ids = np.searchsorted(self.emotion_names, emotions).astype(np.int64)
         self.speaker_ids = np.searchsorted(self.speaker_names, speakers).astype(np.int64)
-        self.splits = make_splits(speakers, emotions, self.split, self.val_fraction, self.test_fraction, self.seed)
+        self.splits = make_splits(
+            speakers, emotions, self.split, self.val_fraction, self.test_fraction, self.seed, num_folds=self.num_folds, fold=self.fold
+        )
         self.splits["all"] = np.arange(len(cache.clips))
         self.cache = cache
         return cache

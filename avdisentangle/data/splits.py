@@ -4,20 +4,33 @@
 each speaker, clips are ordered by emotion and sampled systematically, which stratifies the split
 by emotion as well as by speaker with exact proportions.
 `speaker_independent`: whole speakers are held out, for emotion generalisation to new people.
+`speaker_folds`: k-fold cross-validation over speakers: the seed permutes the speakers and deals them
+into `num_folds` folds; fold `fold` is the test set, val speakers come from the other folds (the next
+fold's first), the rest train. Over fold = 0..k-1 every speaker is tested exactly once, so a
+speaker-independent result is averaged over all people rather than one draw of test speakers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SPLIT_KINDS = ("closed_set", "speaker_independent")
+SPLIT_KINDS = ("closed_set", "speaker_independent", "speaker_folds")
 SPLIT_NAMES = ("train", "val", "test")
 
 
 def make_splits(
-    speakers: np.ndarray, emotions: np.ndarray, kind: str, val_fraction: float, test_fraction: float, seed: int
+    speakers: np.ndarray,
+    emotions: np.ndarray,
+    kind: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    *,
+    num_folds: int = 4,
+    fold: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Sorted index arrays per split name; raises ValueError when the data cannot be split so."""
+    """Sorted index arrays per split name; raises ValueError when the data cannot be split so.
+    `num_folds` and `fold` apply to `speaker_folds` only, where they replace `test_fraction`."""
     if kind not in SPLIT_KINDS:
         raise ValueError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -25,14 +38,15 @@ def make_splits(
     rng = np.random.default_rng(seed)
     if kind == "closed_set":
         return closed_set_split(speakers, emotions, val_fraction, test_fraction, rng)
+    if kind == "speaker_folds":
+        return speaker_folds_split(speakers, val_fraction, num_folds, fold, rng)
     return speaker_independent_split(speakers, val_fraction, test_fraction, rng)
 
 
 def closed_set_split(speakers, emotions, val_fraction, test_fraction, rng) -> dict[str, np.ndarray]:
     assignment = np.full(len(speakers), "train", dtype=object)
     for speaker in np.unique(speakers):
-        members = np.flatnonzero(speakers == speaker)
-        members = members[np.lexsort((rng.permutation(len(members)), emotions[members]))]
+        members = order_by_emotion(np.flatnonzero(speakers == speaker), emotions, rng)
         test = systematic_sample(len(members), test_fraction, rng.random())
         assignment[members[test]] = "test"
         rest = members[~test]
@@ -59,6 +73,46 @@ def speaker_independent_split(speakers, val_fraction, test_fraction, rng) -> dic
         n_test, n_val = 1, 1
     held = {"test": unique[:n_test], "val": unique[n_test : n_test + n_val], "train": unique[n_test + n_val :]}
     return {name: np.flatnonzero(np.isin(speakers, held[name])) for name in SPLIT_NAMES}
+
+
+def check_folds(num_folds: int, fold: int) -> None:
+    """ValueError naming the valid range unless 2 <= num_folds and 0 <= fold < num_folds."""
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be at least 2, got {num_folds}")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in 0..{num_folds - 1} (0 <= fold < num_folds={num_folds}), got {fold}")
+
+
+def speaker_folds_split(speakers, val_fraction, num_folds, fold, rng) -> dict[str, np.ndarray]:
+    check_folds(num_folds, fold)
+    unique = rng.permutation(np.unique(speakers))
+    if num_folds > len(unique):
+        raise ValueError(f"num_folds must be in 2..{len(unique)} (the number of speakers), got {num_folds}")
+    folds = [unique[i::num_folds] for i in range(num_folds)]
+    rest = np.concatenate([folds[(fold + step) % num_folds] for step in range(1, num_folds)])
+    if len(rest) < 2:
+        raise ValueError(f"speaker folds: {len(unique)} speakers in {num_folds} folds leave no speaker to train on")
+    n_val = min(max(1, round(val_fraction * len(unique))), len(rest) - 1)
+    held = {"test": folds[fold], "val": rest[:n_val], "train": rest[n_val:]}
+    return {name: np.flatnonzero(np.isin(speakers, held[name])) for name in SPLIT_NAMES}
+
+
+def within_speaker_holdout(speakers: np.ndarray, emotions: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Mask of about `fraction` of each speaker's clips, stratified by emotion (as closed_set's test
+    split): a held-out part of the same speakers, for scoring a speaker probe fitted on the rest."""
+    held = np.zeros(len(speakers), dtype=bool)
+    for speaker in np.unique(speakers):
+        members = np.flatnonzero(speakers == speaker)
+        if len(members) < 2:
+            continue  # its only clip stays on the fitting side
+        members = order_by_emotion(members, emotions, rng)
+        held[members[systematic_sample(len(members), fraction, rng.random())]] = True
+    return held
+
+
+def order_by_emotion(members: np.ndarray, emotions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`members` sorted by emotion, ties in random order: systematic sampling then stratifies by emotion."""
+    return members[np.lexsort((rng.permutation(len(members)), emotions[members]))]
 
 
 def systematic_sample(n: int, fraction: float, offset: float) -> np.ndarray:

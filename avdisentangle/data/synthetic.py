@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
@@ -564,11 +566,12 @@ def _refuse_foreign_contents(root: Path, config: SyntheticConfig, stems: set[str
                 raise ValueError(f"{root} holds a file this corpus would not write ({path}); use an empty folder")
 
 
-def generate_corpus(root: str | Path, config: SyntheticConfig = SyntheticConfig(), *, progress: bool = True) -> Path:
-    """Write the corpus under root and return root.
+def generate_corpus(root: str | Path, config: SyntheticConfig = SyntheticConfig(), *, progress: bool = True, workers: int = 0) -> Path:
+    """Write the corpus under root and return root; `workers` processes write clips side by side.
 
     Idempotent: if root already holds a finished corpus with the same config, nothing is done. The manifest ``synthetic.json`` is written last and atomically, so its presence means every clip
-    is in place; an interrupted run leaves no manifest and is simply redone.
+    is in place; an interrupted run leaves no manifest and is simply redone. Every clip has its own
+    random stream, so the files are the same whatever the number of workers.
     """
     root = Path(root)
     if is_complete(root, config):
@@ -579,10 +582,12 @@ def generate_corpus(root: str | Path, config: SyntheticConfig = SyntheticConfig(
     for folder in ("AudioWAV", "VideoFlash"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     speakers = [make_speaker(config.seed, s) for s in range(config.num_speakers)]
-    clips = [
-        write_clip(root, config, speakers[plan.speaker_index], plan)
-        for plan in tqdm(plans, desc="synthetic corpus", unit="clip", disable=not progress)
-    ]
+    bar = tqdm(total=len(plans), desc="synthetic corpus", unit="clip", disable=not progress)
+    clips = []
+    for chunk in _write_chunks(root, config, speakers, plans, workers):
+        clips += chunk
+        bar.update(len(chunk))
+    bar.close()
     meta = {
         "generator": GENERATOR_VERSION,
         "fingerprint": config.fingerprint(),
@@ -596,3 +601,21 @@ def generate_corpus(root: str | Path, config: SyntheticConfig = SyntheticConfig(
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, root / MARKER)
     return root
+
+
+CHUNK_CLIPS = 16  # clips per task: small enough for a live progress bar, large enough to amortise the hand-off
+
+
+def _write_chunk(root: Path, config: SyntheticConfig, speakers: list[Speaker], plans: list[ClipPlan]) -> list[dict]:
+    return [write_clip(root, config, speakers[plan.speaker_index], plan) for plan in plans]
+
+
+def _write_chunks(root: Path, config: SyntheticConfig, speakers: list[Speaker], plans: list[ClipPlan], workers: int):
+    """Yield each chunk's clip metadata in plan order, from a process pool when workers > 0."""
+    chunks = [plans[i : i + CHUNK_CLIPS] for i in range(0, len(plans), CHUNK_CLIPS)]
+    if workers <= 0 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield _write_chunk(root, config, speakers, chunk)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        yield from pool.map(_write_chunk, *zip(*[(root, config, speakers, chunk) for chunk in chunks]))

@@ -1,28 +1,80 @@
-"""`LeakageProbe`: at the end of `fit`, how much speaker identity a linear probe reads from z_emotion.
+"""`LeakageProbe`: at the end of `fit`, how much speaker identity an MLP probe reads from z_emotion.
 
 Logged beside the training metrics so that a sweep can optimise the trade-off directly:
-`leakage/speaker_from_emotion` (probe accuracy on validation clips of the training speakers) and
-`leakage/tradeoff` = `val/emotion/uar` - `leakage/speaker_from_emotion` (higher is better).
+- `leakage/speaker_from_emotion`: accuracy of an MLP speaker probe (the harder test: an adversary
+  often hides identity only from a linear reader) fitted on frozen z_emotion of train clips and
+  scored on held-out clips of the same speakers. A speaker probe cannot name a speaker it never
+  saw, so under speaker-held-out splits (whose val speakers are not train speakers) it is fitted
+  and scored on two per-speaker, emotion-stratified parts of the train split instead of train->val;
+- `leakage/floor`: on the same clips, the speaker accuracy the true emotion label alone allows
+  (`emotion_label_floor`): when speakers and emotions co-occur, a perfect z_emotion still reads it;
+- `leakage/tradeoff` = `val/emotion/uar` - (`leakage/speaker_from_emotion` - `leakage/floor`)
+  (higher is better): emotion performance minus the identity above what the emotion explains.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning.pytorch as L
+import numpy as np
 
-from avdisentangle.evaluation.probe import extract_embeddings, probe_accuracy
+from avdisentangle.data.splits import within_speaker_holdout
+from avdisentangle.evaluation.metrics import emotion_label_floor
+from avdisentangle.evaluation.probe import Embeddings, extract_embeddings, probe_accuracy
 
 SPEAKER_FROM_EMOTION = "leakage/speaker_from_emotion"
+FLOOR = "leakage/floor"
 TRADEOFF = "leakage/tradeoff"
+EMOTION_UAR = "val/emotion/uar"
+PROBE_KIND = "mlp"
+SCORE_FRACTION = 0.3  # of each train speaker's clips, when val holds other speakers
+
+
+class Leakage(NamedTuple):
+    """The probe's speaker accuracy, the emotion-label floor and 1/K on the same clips, and which
+    clips scored it ("val", or "held-out train clips")."""
+
+    speaker_from_emotion: float
+    floor: float
+    chance: float
+    scored_on: str
+
+
+def select_rows(embeddings: Embeddings, rows: np.ndarray) -> Embeddings:
+    """The given rows of every field."""
+    return Embeddings(**{name: values[rows] for name, values in vars(embeddings).items()})
+
+
+def probe_sets(train: Embeddings, val: Embeddings, seed: int = 0) -> tuple[Embeddings, Embeddings, str]:
+    """(fit clips, score clips, name of the score clips): train->val when every val speaker is a
+    train speaker (closed set); otherwise a seeded, emotion-stratified holdout within each train speaker."""
+    if set(np.unique(val.speaker)) <= set(np.unique(train.speaker)):
+        return train, val, "val"
+    held = within_speaker_holdout(train.speaker, train.emotion, SCORE_FRACTION, np.random.default_rng(seed))
+    return select_rows(train, ~held), select_rows(train, held), "held-out train clips"
+
+
+def speaker_leakage(train: Embeddings, val: Embeddings, seed: int = 0) -> Leakage:
+    """The MLP speaker probe on z_emotion and the emotion-label floor, on the clips `probe_sets` picks."""
+    fit, score, scored_on = probe_sets(train, val, seed)
+    accuracy = probe_accuracy(fit.z_emotion, fit.speaker, score.z_emotion, score.speaker, PROBE_KIND, seed)
+    floor = emotion_label_floor(fit.emotion, fit.speaker, score.emotion, score.speaker)
+    return Leakage(accuracy, floor, 1.0 / len(np.unique(fit.speaker)), scored_on)
+
+
+def tradeoff(emotion_uar: float, speaker_from_emotion: float, floor: float) -> float:
+    """Emotion UAR minus the speaker accuracy above the emotion-label floor (higher is better)."""
+    return emotion_uar - (speaker_from_emotion - floor)
 
 
 class LeakageProbe(L.Callback):
-    """Fits a linear speaker probe on frozen train-split z_emotion after fit, scores it on val.
+    """Probes frozen z_emotion for the speaker after fit (see the module docstring) and logs the trade-off.
 
     Args:
-        enabled: turn the probe off (it costs one pass over train and val, and a second or two).
+        enabled: turn the probe off (it costs one pass over train and val, and a few seconds).
         summary_file: also write every final metric to this JSON file (sweeps read it).
     """
 
@@ -36,14 +88,21 @@ class LeakageProbe(L.Callback):
         datamodule = trainer.datamodule
         train = extract_embeddings(pl_module, datamodule.loader("train"))
         val = extract_embeddings(pl_module, datamodule.loader("val"))
-        leakage = probe_accuracy(train.z_emotion, train.speaker, val.z_emotion, val.speaker, "linear")
+        leakage = speaker_leakage(train, val)
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
-        metrics[SPEAKER_FROM_EMOTION] = leakage
-        metrics[TRADEOFF] = metrics.get("val/emotion/uar", 0.0) - leakage
+        logged = {
+            SPEAKER_FROM_EMOTION: leakage.speaker_from_emotion,
+            FLOOR: leakage.floor,
+            TRADEOFF: tradeoff(metrics.get(EMOTION_UAR, 0.0), leakage.speaker_from_emotion, leakage.floor),
+        }
+        metrics.update(logged)
         for logger in trainer.loggers:
-            logger.log_metrics({SPEAKER_FROM_EMOTION: leakage, TRADEOFF: metrics[TRADEOFF]}, step=trainer.global_step)
+            logger.log_metrics(logged, step=trainer.global_step)
             logger.save()
-        print(f"{SPEAKER_FROM_EMOTION} = {leakage:.3f} (chance {1 / datamodule.num_speakers:.3f}), {TRADEOFF} = {metrics[TRADEOFF]:.3f}")
+        print(
+            f"{SPEAKER_FROM_EMOTION} = {leakage.speaker_from_emotion:.3f} ({PROBE_KIND} probe on {leakage.scored_on}; "
+            f"chance {leakage.chance:.3f}, floor {leakage.floor:.3f}), {TRADEOFF} = {logged[TRADEOFF]:.3f}"
+        )
         if self.summary_file:
             path = Path(self.summary_file)
             path.parent.mkdir(parents=True, exist_ok=True)

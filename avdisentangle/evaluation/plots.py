@@ -1,4 +1,4 @@
-"""Report figures: embedding maps, the disentanglement trade-off, confusion matrices, training curves.
+"""Report figures: embedding maps, the disentanglement frontier, confusion matrices, training curves.
 
 Every function draws on its own `matplotlib.figure.Figure` with an Agg canvas attached, never through
 `pyplot`: no global backend switch, no display needed, and no figure registry to leak into (the figure
@@ -23,11 +23,6 @@ from matplotlib.ticker import MaxNLocator
 PROJECTION_METHODS = ("tsne", "pca")
 MAX_SPEAKER_LEGEND = 12
 DPI = 120
-
-AXIS_LABELS = {
-    "probe_speaker_from_emotion_linear": "probe speaker accuracy from z_emotion (lower = more disentangled)",
-    "emotion_uar": "emotion UAR (test)",
-}
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -165,54 +160,47 @@ def plot_embeddings(
     return _save(fig, path)
 
 
-def plot_tradeoff(
-    rows: list[dict],
-    path,
-    x: str = "probe_speaker_from_emotion_linear",
-    y: str = "emotion_uar",
-    chance_x: float | None = None,
-) -> Path:
-    """Each run as a point in (speaker leakage, emotion performance): the trade-off a strategy buys.
+def plot_frontier(curves: Mapping[str, Sequence[tuple]], path, baseline_uar=None) -> Path:
+    """Emotion UAR against floor-normalised disentanglement, one curve per strategy over its strengths.
 
-    Rows need `strategy`, `seed`, `x` and `y` (numbers or numeric strings; rows missing either value are
-    skipped). Strategies with several seeds also get their mean (X) with std error bars. The "better"
-    hint assumes that lower x and higher y are better, as for the defaults.
+    `curves[strategy]` holds `(label, x, y, is_default)` points, x and y each `(mean, low, high)`
+    (95% intervals over seeds; nan bounds draw no bar), in the order the line joins them. The
+    default strength is drawn larger; `baseline_uar` (mean, low, high) is `none`'s UAR band.
     """
-    runs: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        vx, vy = _as_float(row.get(x)), _as_float(row.get(y))
-        if vx is not None and vy is not None:
-            runs.setdefault(str(row["strategy"]), []).append((vx, vy))
-    if not runs:
-        raise ValueError(f"no row has both {x!r} and {y!r}")
-
+    if not any(curves.values()):
+        raise ValueError("no frontier points to draw")
     cmap = colormaps["tab10"]
-    fig = _figure(7.5, 5.5)
+    fig = _figure(8.0, 5.5)
     ax = fig.subplots()
-    for index, (strategy, points) in enumerate(runs.items()):
-        colour = _colour(cmap, index)
-        xs, ys = np.array(points).T
-        ax.scatter(xs, ys, s=36, color=colour, alpha=0.7, edgecolors="white", linewidths=0.5,
-                   label=f"{strategy} (n={len(points)})", zorder=3)
-        if len(points) > 1:
-            ax.errorbar(xs.mean(), ys.mean(), xerr=xs.std(ddof=1), yerr=ys.std(ddof=1), fmt="X", markersize=12,
-                        color=colour, markeredgecolor="black", ecolor=colour, elinewidth=1.5, capsize=4, zorder=4)
-    if chance_x is not None:
-        ax.axvline(chance_x, linestyle="--", color="grey", linewidth=1.2, zorder=1)
-        ax.text(chance_x, 0.02, " chance", transform=ax.get_xaxis_transform(), color="grey", fontsize=9,
-                ha="left", va="bottom")
-    ax.annotate("better", xy=(0.04, 0.96), xytext=(0.2, 0.8), xycoords="axes fraction", textcoords="axes fraction",
-                ha="center", va="center", fontsize=10, color="dimgrey",
-                arrowprops=dict(arrowstyle="->", color="dimgrey", linewidth=1.5))
-    ax.set_xlabel(AXIS_LABELS.get(x, x))
-    ax.set_ylabel(AXIS_LABELS.get(y, y))
+    if baseline_uar is not None:
+        mean, low, high = baseline_uar
+        if not (math.isnan(low) or math.isnan(high)):
+            ax.axhspan(low, high, color="grey", alpha=0.15, zorder=0)
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=1.2, zorder=1, label="none (95% band)")
+    for index, (strategy, points) in enumerate(curves.items()):
+        colour = _colour(cmap, index + 1)
+        xs = np.array([p[1] for p in points], dtype=float)
+        ys = np.array([p[2] for p in points], dtype=float)
+        ax.plot(xs[:, 0], ys[:, 0], "-", color=colour, linewidth=1.5, zorder=2, label=strategy)
+        for (label, _, _, is_default), x, y in zip(points, xs, ys):
+            xerr = None if np.isnan(x[1:]).any() else [[x[0] - x[1]], [x[2] - x[0]]]
+            yerr = None if np.isnan(y[1:]).any() else [[y[0] - y[1]], [y[2] - y[0]]]
+            ax.errorbar(x[0], y[0], xerr=xerr, yerr=yerr, fmt="o", markersize=9 if is_default else 5, color=colour,
+                        markeredgecolor="black" if is_default else colour, ecolor=colour, elinewidth=1, capsize=3, zorder=3)
+            ax.annotate(label, (x[0], y[0]), xytext=(4, 4), textcoords="offset points", fontsize=8, color=colour)
+    ax.axvline(0, color="grey", linewidth=0.8, zorder=1)
+    ax.axvline(100, color="grey", linewidth=0.8, linestyle=":", zorder=1)
+    ax.text(100, 0.02, " floor", transform=ax.get_xaxis_transform(), color="grey", fontsize=9, ha="left", va="bottom")
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 1.02))  # UAR lives in [0, 1], whatever a wide interval says
+    ax.set_xlabel("identity removed from z_emotion, % of the room above the emotion-label floor (MLP probe)")
+    ax.set_ylabel("emotion UAR (test)")
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    if any(len(points) > 1 for points in runs.values()):
-        handles.append(Line2D([], [], marker="X", linestyle="", markersize=10, color="grey", markeredgecolor="black"))
-        labels.append("mean ± std over seeds")
-    ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="strategy")
-    ax.set_title("Emotion performance vs speaker leakage, one point per run")
+    handles.append(Line2D([], [], marker="o", linestyle="", markersize=9, color="grey", markeredgecolor="black"))
+    labels.append("default strength")
+    ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="strategy (weight)")
+    ax.set_title("Frontier: emotion accuracy against removed identity (means, 95% intervals over seeds)")
     return _save(fig, path)
 
 

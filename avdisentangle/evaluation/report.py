@@ -1,170 +1,148 @@
-"""`python -m avdisentangle report`: every strategy over several seeds, probed, tabulated, plotted.
+"""`python -m avdisentangle report`: every strategy over seeds and speaker folds, with intervals.
 
-Each run is an ordinary `fit` of the Lightning CLI (base config + one strategy config + the
-profile's config), run in this process so the feature cache and imports are shared. After
-training, the best checkpoint (validation emotion UAR) is tested and its frozen embeddings are
-probed. Disentanglement is measured against the `none` run of the same seed.
+On the built-in benchmark (`experiments/configs/data/benchmark.yaml`: 24 speakers, speakers and
+emotions entangled at 0.8) it runs, through the ordinary Lightning CLI `fit`:
+- closed set: every strategy config (at its file's strength, and over a grid of strengths read
+  from its sweep file when `--grid` > 1) x seeds. Identity probes need known speakers.
+- unseen speakers: every strategy at its file's strength x speaker folds; emotion UAR on the
+  speakers held out.
+Runs are independent, so `--jobs` of them run side by side (worker processes sharing the cores,
+or one GPU). Then paired differences against `none`, intervals, the frontier, and the verdict.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
+import multiprocessing
+import os
+import platform
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from unittest.mock import patch
 
 import numpy as np
+import torch
+import yaml
 from jsonargparse import ArgumentParser
 
-from avdisentangle.evaluation.metrics import disentanglement_pct, mean_std, normalised_disentanglement_pct
-from avdisentangle.evaluation.probe import extract_embeddings, probe_all
+from avdisentangle.evaluation import analysis, tables
+from avdisentangle.evaluation.runs import RunOutcome, RunSpec, fit_and_evaluate
 
-STRATEGY_ORDER = ("none", "grl", "confusion", "orthogonal", "hsic")
-PROFILES = {"quick": 2, "full": 3}  # profile -> default number of seeds
-COLUMNS = (
-    "strategy", "seed", "emotion_uar", "emotion_f1", "emotion_wa", "speaker_acc",
-    "probe_speaker_from_emotion_linear", "probe_speaker_from_emotion_mlp", "probe_emotion_from_emotion_linear",
-    "probe_emotion_from_emotion_mlp", "probe_speaker_from_identity_linear", "probe_emotion_from_identity_linear",
-    "disentanglement_pct", "disentanglement_norm_pct", "disentanglement_mlp_pct", "chance_speaker",
-    "chance_emotion", "seconds",
-)
-SUMMARY_COLUMNS = (
-    "emotion_uar", "emotion_f1", "speaker_acc", "probe_speaker_from_emotion_linear", "probe_speaker_from_emotion_mlp",
-    "probe_emotion_from_emotion_linear", "disentanglement_pct", "disentanglement_norm_pct",
-)
+PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
 
 
-@dataclass
-class RunOutcome:
-    """One trained and probed run: its table row and what the plots need."""
+@dataclass(frozen=True)
+class Profile:
+    """How much evidence a profile gathers; its fit settings are in experiments/configs/report/<name>.yaml."""
 
-    row: dict
-    z_emotion: np.ndarray
-    emotion: np.ndarray
-    speaker: np.ndarray
-    confusion: np.ndarray
-    emotion_names: list[str]
-    speaker_names: list[str]
-    history: list[dict]  # the run's metrics.csv rows, for the training curves
+    seeds: int
+    folds: int
+    grid: int  # strengths per strategy from its sweep file (1: the config file's strength only)
 
 
-def train_and_probe(configs: list[str], strategy_config: Path, seed: int, run_dir: Path, extra: list[str]) -> RunOutcome:
-    """Fit one run through the Lightning CLI, test its best checkpoint and probe its embeddings."""
-    from avdisentangle.cli import run_lightning
-
-    started = time.perf_counter()
-    args = [
-        "fit",
-        *[f"--config={config}" for config in configs],
-        f"--config={strategy_config}",
-        f"--seed_everything={seed}",
-        f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-        f"--trainer.logger.save_dir={run_dir}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        "--leakage_probe.enabled=false",
-        *extra,
-    ]
-    with patch.object(sys, "argv", sys.argv[:1]):  # LightningCLI warns when it sees this command's own argv
-        cli = run_lightning(args)
-    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
-    metrics = trainer.test(model, datamodule, ckpt_path="best", verbose=False)[0]
-    train = extract_embeddings(model, datamodule.loader("train"))
-    test = extract_embeddings(model, datamodule.loader("test"))
-    row = {
-        "strategy": strategy_config.stem,
-        "seed": seed,
-        "emotion_uar": metrics["test/emotion/uar"],
-        "emotion_f1": metrics["test/emotion/f1"],
-        "emotion_wa": metrics["test/emotion/wa"],
-        "speaker_acc": metrics["test/speaker/wa"],
-        **probe_all(train, test, seed),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    with (Path(trainer.logger.log_dir) / "metrics.csv").open(newline="") as handle:
-        history = list(csv.DictReader(handle))
-    return RunOutcome(
-        row, test.z_emotion, test.emotion, test.speaker, model.test_confusion_matrix,
-        list(datamodule.emotion_names), list(datamodule.speaker_names), history,
-    )
+PROFILES = {"quick": Profile(seeds=3, folds=3, grid=1), "full": Profile(seeds=5, folds=4, grid=5)}
 
 
-def add_disentanglement(rows: list[dict]) -> None:
-    """Fill the disentanglement columns of each row from the `none` row of the same seed."""
-    baselines = {row["seed"]: row for row in rows if row["strategy"] == "none"}
-    for row in rows:
-        baseline = baselines.get(row["seed"])
-        if baseline is None:
-            row["disentanglement_pct"] = row["disentanglement_norm_pct"] = row["disentanglement_mlp_pct"] = float("nan")
-            continue
-        linear, mlp = "probe_speaker_from_emotion_linear", "probe_speaker_from_emotion_mlp"
-        row["disentanglement_pct"] = disentanglement_pct(baseline[linear], row[linear])
-        row["disentanglement_norm_pct"] = normalised_disentanglement_pct(baseline[linear], row[linear], row["chance_speaker"])
-        row["disentanglement_mlp_pct"] = disentanglement_pct(baseline[mlp], row[mlp])
+def discover_strategies(config_dir: Path) -> list[str]:
+    """Every strategy config file, `none` first: a new file shows up in the report by itself."""
+    names = sorted(p.stem for p in (config_dir / "strategy").glob("*.yaml"))
+    return sorted(names, key=lambda n: n != analysis.BASELINE)
 
 
-def summarise(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Mean and std per strategy of the summary columns, strategies in the usual order."""
-    strategies = sorted({row["strategy"] for row in rows}, key=lambda s: (STRATEGY_ORDER + (s,)).index(s))
-    return {
-        strategy: {column: mean_std(row[column] for row in rows if row["strategy"] == strategy) for column in SUMMARY_COLUMNS}
-        for strategy in strategies
-    }
+def default_strength(strategy_config: Path) -> float | None:
+    """The `weight` the strategy file gives its callback (None for `none`)."""
+    callbacks = (yaml.safe_load(strategy_config.read_text()) or {}).get("trainer", {}).get("callbacks") or []
+    return next((float(c["init_args"]["weight"]) for c in callbacks if "weight" in c.get("init_args", {})), None)
 
 
-def best_strategy(summary: dict[str, dict[str, tuple[float, float]]], uar_tolerance: float = 0.01) -> str | None:
-    """The most disentangled strategy whose mean emotion UAR is within `uar_tolerance` of `none`;
-    if none qualifies, the one with the best UAR-minus-leakage trade-off."""
-    candidates = [s for s in summary if s != "none"]
-    if not candidates:
-        return None
-    if "none" in summary:
-        floor = summary["none"]["emotion_uar"][0] - uar_tolerance
-        holding = [s for s in candidates if summary[s]["emotion_uar"][0] >= floor]
-        if holding:
-            return max(holding, key=lambda s: summary[s]["disentanglement_norm_pct"][0])
-    return max(candidates, key=lambda s: summary[s]["emotion_uar"][0] - summary[s]["probe_speaker_from_emotion_linear"][0])
+def strength_grid(sweep_file: Path, points: int) -> list[float]:
+    """`points` geometric steps over the weight range the strategy's sweep file searches."""
+    if points < 2 or not sweep_file.exists():
+        return []
+    weight = (yaml.safe_load(sweep_file.read_text()).get("parameters") or {}).get("trainer.callbacks.weight") or {}
+    if "values" in weight:
+        return sorted(float(v) for v in weight["values"])
+    if "min" not in weight:
+        return []
+    return [float(f"{w:.3g}") for w in np.geomspace(float(weight["min"]), float(weight["max"]), points)]
 
 
-def markdown_table(summary: dict[str, dict[str, tuple[float, float]]]) -> str:
-    header = "| strategy | " + " | ".join(SUMMARY_COLUMNS) + " |"
-    lines = [header, "|" + " --- |" * (len(SUMMARY_COLUMNS) + 1)]
-    for strategy, columns in summary.items():
-        cells = [f"{mean:.1f} ± {std:.1f}" if column.startswith("disentanglement") else f"{mean:.3f} ± {std:.3f}" for column, (mean, std) in columns.items()]
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def plan_runs(strategies, config_dir: Path, sweep_dir: Path, profile: Profile, seeds: int, folds: int) -> list[RunSpec]:
+    specs = []
+    for strategy in strategies:
+        config = config_dir / "strategy" / f"{strategy}.yaml"
+        default = default_strength(config)
+        grid = [w for w in strength_grid(sweep_dir / f"{strategy}.yaml", profile.grid) if w != default] if default is not None else []
+        for seed in range(seeds):
+            specs += [RunSpec(strategy, str(config), seed, strength=w) for w in [None, *grid]]
+        if folds >= 2:
+            specs += [RunSpec(strategy, str(config), fold, "unseen", fold=fold, num_folds=folds) for fold in range(folds)]
+    return specs
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(COLUMNS), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: f"{value:.4f}" if isinstance(value, float) else value for key, value in row.items()})
-    path.write_text(text.getvalue())
+def execute(specs: list[RunSpec], configs: list[str], out: Path, extra: list[str], jobs: int) -> list[RunOutcome]:
+    """Run every spec, `jobs` at a time in worker processes (in this process when jobs is 1)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    outcomes, started = [], time.perf_counter()
+
+    def done(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        row, elapsed = outcome.row, time.perf_counter() - started
+        left = elapsed / len(outcomes) * (len(specs) - len(outcomes))
+        if outcome.spec.split == "unseen":
+            what = f"UAR on unseen speakers {row['unseen_speaker_emotion_uar']:.3f}"
+        else:
+            what = (f"UAR {row['emotion_uar']:.3f}, speaker from z_emotion {row['probe_speaker_from_emotion_mlp']:.3f} "
+                    f"(floor {row['floor_speaker_from_emotion_label']:.3f})")
+        print(f"[{len(outcomes)}/{len(specs)}] {outcome.spec.name}: {what}, {row['seconds']:.0f} s; about {left / 60:.1f} min left", flush=True)
+
+    if jobs == 1:
+        for spec in specs:
+            done(fit_and_evaluate(spec, configs, out / "runs" / spec.name, extra))
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(fit_and_evaluate, spec, configs, out / "runs" / spec.name, extra, threads) for spec in specs]
+            for future in as_completed(futures):
+                done(future.result())
+    order = {spec: i for i, spec in enumerate(specs)}
+    return sorted(outcomes, key=lambda o: order[o.spec])
 
 
-def write_plots(outcomes: list[RunOutcome], best: str | None, out: Path) -> dict[str, str]:
+def prepare_benchmark(configs: list[str], extra: list[str]) -> None:
+    """Build the corpus and its feature cache once, before any worker starts."""
+    from avdisentangle.cli import prepare
+
+    prepare([*[f"--config={c}" for c in configs], *[a for a in extra if a.startswith("--data.")]])
+
+
+def write_plots(outcomes: list[RunOutcome], closed: dict, best: str | None, defaults: dict, out: Path) -> dict[str, str]:
     """The report's PNGs; returns {caption: file name}."""
     from avdisentangle.evaluation import plots
 
-    first_seed = min(o.row["seed"] for o in outcomes)
-    by_strategy = {o.row["strategy"]: o for o in outcomes if o.row["seed"] == first_seed}
-    shown = [s for s in ("none", best) if s in by_strategy] or list(by_strategy)[:1]
-    reference = by_strategy[shown[0]]
+    main = [o for o in outcomes if o.spec.split == "closed_set" and o.spec.strength is None]
     files = {}
-    panels = [(s, by_strategy[s].z_emotion, by_strategy[s].emotion, by_strategy[s].speaker) for s in dict.fromkeys(shown)]
+    if not main:
+        return files
+    first_seed = min(o.spec.seed for o in main)
+    by_strategy = {o.spec.strategy: o for o in main if o.spec.seed == first_seed}
+    reference = next(iter(by_strategy.values()))
+    shown = list(dict.fromkeys(s for s in (analysis.BASELINE, best) if s in by_strategy)) or [reference.spec.strategy]
+    panels = [(s, by_strategy[s].test.z_emotion, by_strategy[s].test.emotion, by_strategy[s].test.speaker) for s in shown]
     plots.plot_embeddings(panels, reference.emotion_names, reference.speaker_names, out / "embeddings.png")
     files["t-SNE of test-set z_emotion, by emotion (top) and speaker (bottom)"] = "embeddings.png"
-    rows = [o.row for o in outcomes]
-    plots.plot_tradeoff(rows, out / "tradeoff.png", chance_x=rows[0]["chance_speaker"])
-    files["Trade-off: emotion UAR against speaker leakage, one point per run"] = "tradeoff.png"
-    matrices = {s: sum(o.confusion for o in outcomes if o.row["strategy"] == s) for s in by_strategy}
+    curves: dict[str, list] = {}
+    for (strategy, strength), s in closed.items():
+        if strategy != analysis.BASELINE:
+            weight = defaults.get(strategy) if strength is None else strength
+            curves.setdefault(strategy, []).append((f"{weight:g}", s["disentanglement_floor_pct"], s["emotion_uar"], strength is None))
+    if curves:
+        for points in curves.values():
+            points.sort(key=lambda p: float(p[0]))
+        baseline = closed.get((analysis.BASELINE, None))
+        plots.plot_frontier(curves, out / "frontier.png", baseline["emotion_uar"] if baseline else None)
+        files["Frontier: emotion UAR against floor-normalised disentanglement (95% intervals over seeds)"] = "frontier.png"
+    matrices = {s: sum(o.confusion for o in main if o.spec.strategy == s) for s in by_strategy}
     plots.plot_confusion_matrices(matrices, reference.emotion_names, out / "confusion.png")
     files["Emotion confusion matrices (test, summed over seeds, row-normalised)"] = "confusion.png"
     plots.plot_training_curves({s: o.history for s, o in by_strategy.items()}, out / "training.png")
@@ -172,34 +150,94 @@ def write_plots(outcomes: list[RunOutcome], best: str | None, out: Path) -> dict
     return files
 
 
-def write_summary(rows, summary, best, files, out: Path, command: str) -> str:
-    chance_speaker = rows[0]["chance_speaker"]
-    chance_emotion = rows[0]["chance_emotion"]
-    seeds = sorted({row["seed"] for row in rows})
-    lines = [
-        f"# Disentanglement report: {out.name}",
-        "",
-        f"Runs: {len(rows)} ({len(summary)} strategies x seeds {seeds}). Mean ± std over seeds; test split "
-        "(held-out clips of the training speakers). Probes are fitted on frozen train-split embeddings.",
-        f"Chance: speaker {chance_speaker:.3f} (1/K), emotion {chance_emotion:.3f}.",
-        "Disentanglement = relative drop of the linear probe's speaker accuracy from z_emotion versus `none` "
-        "at the same seed; _norm_ measures the drop against the room above chance.",
-        "",
-        markdown_table(summary),
-        "",
-    ]
-    if best:
-        uar_delta = 100 * (summary[best]["emotion_uar"][0] - summary.get("none", summary[best])["emotion_uar"][0])
-        lines += [
-            f"**Best strategy: {best}**: {summary[best]['disentanglement_norm_pct'][0]:.1f}% disentanglement normalised to chance "
-            f"({summary[best]['disentanglement_pct'][0]:.1f}% relative), emotion UAR {uar_delta:+.1f} points versus none.",
-            "",
-        ]
-    lines += [f"![{caption}]({name})\n\n{caption}\n" for caption, name in files.items()]
-    lines += ["", "Reproduce:", "", f"    {command}", ""]
-    text = "\n".join(lines)
+def machine() -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}"
+
+
+def report(args: list[str]) -> int:
+    parser = ArgumentParser(prog="avdisentangle report", description="Train every strategy over seeds and speaker folds, probe, tabulate and plot.")
+    parser.add_argument("--config", type=list[str], default=["experiments/configs/base.yaml", "experiments/configs/data/benchmark.yaml"],
+                        help="fit configs, in order (the profile's file is added after them)")
+    parser.add_argument("--profile", type=str, default="full", help=f"one of {', '.join(PROFILES)}: adds experiments/configs/report/<profile>.yaml")
+    parser.add_argument("--strategies", type=list[str] | None, default=None, help="strategy config names (default: every file in <config_dir>/strategy)")
+    parser.add_argument("--seeds", type=int | None, default=None, help="seeds of the closed-set runs (default: the profile's)")
+    parser.add_argument("--folds", type=int | None, default=None, help="speaker folds for unseen-speaker UAR; 0 skips them (default: the profile's)")
+    parser.add_argument("--grid", type=int | None, default=None, help="strengths per strategy from its sweep file; 1: the file's strength only")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs side by side (worker processes)")
+    parser.add_argument("--name", type=str | None, default=None, help="results/<name>/ (default: the profile)")
+    parser.add_argument("--output", type=str, default="results")
+    parser.add_argument("--config_dir", type=str, default="experiments/configs")
+    parser.add_argument("--sweep_dir", type=str, default="experiments/sweeps")
+    parser.add_argument("--fit_args", type=list[str], default=[], help="extra fit arguments for every run")
+    config = parser.parse_args(args)
+    if config.profile not in PROFILES:
+        parser.error(f"--profile must be one of {', '.join(PROFILES)}, got {config.profile!r}")
+    if config.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {config.jobs}")
+    profile = PROFILES[config.profile]
+    profile = Profile(config.seeds or profile.seeds, profile.folds if config.folds is None else config.folds, config.grid or profile.grid)
+    config_dir = Path(config.config_dir)
+    available = discover_strategies(config_dir)
+    strategies = config.strategies or available
+    unknown = sorted(set(strategies) - set(available))
+    if unknown:
+        parser.error(f"no strategy config for {', '.join(unknown)}; have {', '.join(available)}")
+    configs = [*config.config, str(config_dir / "report" / f"{config.profile}.yaml")]
+    out = Path(config.output) / (config.name or config.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    prepare_benchmark(configs, config.fit_args)
+    specs = plan_runs(strategies, config_dir, Path(config.sweep_dir), profile, profile.seeds, profile.folds)
+    print(f"{len(specs)} runs, {config.jobs} at a time", flush=True)
+    outcomes = execute(specs, configs, out, config.fit_args, config.jobs)
+    rows = [o.row for o in outcomes]
+    analysis.add_paired_columns(rows)
+    tables.write_runs_csv(rows, out / "results.csv")
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    closed = analysis.summarise(rows, "closed_set", analysis.CLOSED_SET_SUMMARY)
+    unseen = analysis.summarise(rows, "unseen", analysis.UNSEEN_SUMMARY)
+    defaults = {s: default_strength(config_dir / "strategy" / f"{s}.yaml") for s in strategies}
+    knees = {s: analysis.knee(closed, s, defaults[s]) for s in strategies if s != analysis.BASELINE}
+    pooled = {s: analysis.pooled_unseen_delta(outcomes, s) for s in strategies if s != analysis.BASELINE}
+    if closed:
+        tables.write_summary_csv(closed, "closed_set", out / "frontier.csv", defaults, knees)
+    if unseen:
+        tables.write_summary_csv(unseen, "unseen", out / "unseen.csv", defaults)
+    best, sentence = analysis.verdict(closed) if closed else (None, "")
+    files = write_plots(outcomes, closed, best, defaults, out)
+    text = summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, sentence, files, profile,
+                            "python -m avdisentangle report " + " ".join(args), time.perf_counter() - started)
     (out / "summary.md").write_text(text)
-    return text
+    print(text)
+    print(f"wrote {out / 'results.csv'}, {out / 'summary.md'} and {len(files)} plots")
+    log_to_wandb(out, rows, files)
+    return 0
+
+
+def summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, sentence, files, profile, command, seconds) -> str:
+    closed_rows = [r for r in rows if r["split"] == "closed_set"]
+    lines = [f"# Disentanglement report: {out.name}", "", f"    {command}", "",
+             f"{len(rows)} runs in {seconds / 60:.1f} min on {machine()}. Means with 95% intervals (Student t over "
+             f"{profile.seeds} seeds, or over {profile.folds} speaker folds); changes are paired with `none` at the same seed or fold.", ""]
+    if closed:
+        first = closed_rows[0]
+        lines += [
+            "## Identity left in z_emotion (closed set: test clips of the training speakers)", "",
+            f"Speaker chance 1/K = {first['chance_speaker']:.3f}; the emotion label alone names the speaker at "
+            f"{first['floor_speaker_from_emotion_label']:.3f} (the floor, also the chance level of the conditional probe, which "
+            f"reads the speaker within each emotion class). D_floor % = (leak_none - leak) / (leak_none - floor); see README for every metric.",
+            "", tables.closed_set_table(closed), "", sentence, "",
+        ]
+    if unseen:
+        lines += ["## Emotion on unseen speakers (speakers held out in rotation)", "", tables.unseen_table(unseen, pooled), ""]
+    if any(strength is not None for _, strength in closed):
+        lines += ["## Frontier over strengths (knee chosen on validation, never test)", "",
+                  tables.frontier_table(closed, knees, defaults), ""]
+    if closed:
+        lines += ["## Targets", "", *tables.targets(closed, pooled, PAPER_STRATEGIES), ""]
+    lines += [f"![{caption}]({name})\n\n{caption}\n" for caption, name in files.items()]
+    return "\n".join(lines)
 
 
 def log_to_wandb(out: Path, rows: list[dict], files: dict[str, str]) -> None:
@@ -211,51 +249,7 @@ def log_to_wandb(out: Path, rows: list[dict], files: dict[str, str]) -> None:
     import wandb
 
     run = wandb.init(project="avdisentangle", job_type="report", name=out.name, dir=str(out))
-    table = wandb.Table(columns=list(COLUMNS), data=[[row.get(c) for c in COLUMNS] for row in rows])
+    columns = list(tables.RUN_COLUMNS)
+    table = wandb.Table(columns=columns, data=[[tables.cell(row.get(c)) for c in columns] for row in rows])
     run.log({"results": table, **{name: wandb.Image(str(out / name)) for name in files.values()}})
     run.finish()
-
-
-def report(args: list[str]) -> int:
-    parser = ArgumentParser(prog="avdisentangle report", description="Train every strategy over seeds, probe, tabulate and plot.")
-    parser.add_argument("--config", type=list[str], default=["experiments/configs/base.yaml"], help="fit configs, in order")
-    parser.add_argument("--profile", type=str, default="full", help=f"one of {', '.join(PROFILES)}: adds experiments/configs/report/<profile>.yaml")
-    parser.add_argument("--strategies", type=list[str], default=list(STRATEGY_ORDER), help="strategy config names")
-    parser.add_argument("--seeds", type=int | None, default=None, help="number of seeds (default: 2 quick, 3 full)")
-    parser.add_argument("--name", type=str | None, default=None, help="results/<name>/ (default: the profile)")
-    parser.add_argument("--output", type=str, default="results")
-    parser.add_argument("--config_dir", type=str, default="experiments/configs")
-    parser.add_argument("--fit_args", type=list[str], default=[], help="extra fit arguments for every run")
-    config = parser.parse_args(args)
-    if config.profile not in PROFILES:
-        parser.error(f"--profile must be one of {', '.join(PROFILES)}, got {config.profile!r}")
-    config_dir = Path(config.config_dir)
-    strategy_configs = [config_dir / "strategy" / f"{name}.yaml" for name in config.strategies]
-    missing = [str(p) for p in strategy_configs if not p.exists()]
-    if missing:
-        parser.error(f"no strategy config {', '.join(missing)}; have {', '.join(sorted(p.stem for p in (config_dir / 'strategy').glob('*.yaml')))}")
-    configs = [*config.config, str(config_dir / "report" / f"{config.profile}.yaml")]
-    seeds = list(range(config.seeds or PROFILES[config.profile]))
-    out = Path(config.output) / (config.name or config.profile)
-    out.mkdir(parents=True, exist_ok=True)
-    outcomes = []
-    total = len(seeds) * len(strategy_configs)
-    for seed in seeds:
-        for strategy_config in strategy_configs:
-            print(f"[{len(outcomes) + 1}/{total}] {strategy_config.stem}, seed {seed}", flush=True)
-            outcome = train_and_probe(configs, strategy_config, seed, out / "runs" / f"{strategy_config.stem}-seed{seed}", config.fit_args)
-            print(f"    emotion UAR {outcome.row['emotion_uar']:.3f}, probe speaker from z_emotion {outcome.row['probe_speaker_from_emotion_linear']:.3f} "
-                  f"(chance {outcome.row['chance_speaker']:.3f}), {outcome.row['seconds']:.0f} s", flush=True)
-            outcomes.append(outcome)
-    rows = [o.row for o in outcomes]
-    add_disentanglement(rows)
-    write_csv(rows, out / "results.csv")
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    summary = summarise(rows)
-    best = best_strategy(summary)
-    files = write_plots(outcomes, best, out)
-    command = "python -m avdisentangle report " + " ".join(args)
-    print(write_summary(rows, summary, best, files, out, command))
-    print(f"wrote {out / 'results.csv'}, {out / 'summary.md'} and {len(files)} plots")
-    log_to_wandb(out, rows, files)
-    return 0

@@ -3,15 +3,20 @@
 The penalty is HSIC (Gretton et al. 2005), with the unbiased estimator of Song et al. (2012),
 between a linear kernel on z_emotion and a delta kernel on the speaker. Three choices make it
 work on the small batches of emotion corpora:
-- z_emotion is standardised over the batch first, as a frozen-embedding probe does, so the
+- z_emotion is standardised over the whole batch first, as a frozen-embedding probe does, so the
   encoder cannot hide speaker information in low-variance dimensions, nor lower the penalty by
   shrinking z;
-- with `conditional`, z_emotion and the speaker indicators are centred within each emotion of the
-  batch, so only speaker information *beyond the emotion* is penalised. On entangled corpora,
-  where some speakers mostly act some emotions, an unconditional penalty would also punish the
-  emotion information itself;
-- the unbiased estimator is zero in expectation under independence, so small batches give noisy
-  but unbiased gradients rather than a floor that the encoder would chase.
+- with `conditional`, the estimator runs within each emotion of the batch and the group values are
+  averaged, weighted by group size, so only speaker information *beyond the emotion* is penalised.
+  On entangled corpora, where some speakers mostly act some emotions, an unconditional penalty
+  would also punish the emotion information itself. The rows are not centred within each emotion
+  before the estimator: subtracting batch means makes the rows dependent, and the estimate was then
+  biased upwards in proportion to the within-emotion variance (+0.25 with z independent of the
+  speaker), so it punished all within-emotion variation, not identity. The estimator centres itself.
+  Emotions with fewer than MIN_GROUP rows in the batch are skipped: the conditional penalty needs
+  several rows per emotion, and is noisier than the unconditional one on small batches;
+- the unbiased estimator is zero in expectation under (conditional) independence, so small batches
+  give noisy but unbiased gradients rather than a floor that the encoder would chase.
 With a linear kernel, zero cross-covariance between z and the speaker indicators is exactly the
 condition under which no linear probe beats a constant (LEACE, Belrose et al. 2023): the penalty
 aims at what the evaluation's linear probe reads. No adversary and no minimax.
@@ -28,7 +33,8 @@ from torch import Tensor, nn
 from avdisentangle.strategies.base import DisentanglementStrategy
 from avdisentangle.strategies.schedules import scheduled, training_progress
 
-MIN_BATCH = 6
+MIN_BATCH = 6  # rows in the batch, for the standardisation
+MIN_GROUP = 4  # rows per emotion: the unbiased estimator needs n >= 4
 
 
 def unbiased_hsic(kernel_a: Tensor, kernel_b: Tensor) -> Tensor:
@@ -43,25 +49,24 @@ def unbiased_hsic(kernel_a: Tensor, kernel_b: Tensor) -> Tensor:
     return ((trace + sums - cross) / (n * (n - 3))).squeeze()
 
 
-def centre_within(values: Tensor, groups: Tensor) -> Tensor:
-    """Subtract each group's mean: what is left is the variation within the group."""
-    sums = torch.zeros(int(groups.max()) + 1, values.shape[1], device=values.device, dtype=values.dtype)
-    sums.index_add_(0, groups, values)
-    counts = torch.bincount(groups, minlength=sums.shape[0]).clamp_min(1).to(values.dtype)
-    return values - (sums / counts[:, None])[groups]
-
-
 def speaker_dependence(z: Tensor, speakers: Tensor, emotions: Tensor | None) -> Tensor | None:
     """Unbiased HSIC between batch-standardised z (linear kernel) and speaker one-hots (delta
-    kernel); with emotions, both are first centred within each emotion of the batch."""
+    kernel); with emotions, the size-weighted mean of the estimates within each emotion that has
+    MIN_GROUP rows or more. None when nothing can be estimated."""
     z = z.float()
     if z.shape[0] < MIN_BATCH:
         return None
     z = (z - z.mean(dim=0)) / (z.std(dim=0) + 1e-5)
     onehot = F.one_hot(speakers).float()  # its Gram matrix is the delta kernel, whatever its width
-    if emotions is not None:
-        z, onehot = centre_within(z, emotions), centre_within(onehot, emotions)
-    return unbiased_hsic(z @ z.T, onehot @ onehot.T)
+    if emotions is None:
+        return unbiased_hsic(z @ z.T, onehot @ onehot.T)
+    counts = torch.bincount(emotions).tolist()
+    kept = [e for e, n in enumerate(counts) if n >= MIN_GROUP]
+    if not kept:
+        return None
+    total = sum(counts[e] for e in kept)
+    within = [(emotions == e, counts[e] / total) for e in kept]
+    return sum(w * unbiased_hsic(z[rows] @ z[rows].T, onehot[rows] @ onehot[rows].T) for rows, w in within)
 
 
 class ScheduleState(nn.Module):
