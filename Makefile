@@ -31,13 +31,13 @@ data: setup ## write the built-in synthetic corpus and its feature cache
 train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (data prepared if needed); ARGS="--trainer.max_epochs=3"
 	$(PY) -m avdisentangle fit --config $(BASE_CONFIG) --config experiments/configs/strategy/$(STRATEGY).yaml $(ARGS)
 
-report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~15 min on 2 CPUs) or full (GPU; ARGS="--jobs 4")
+report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~12 min on 2 CPUs) or full (GPU; ARGS="--jobs 4")
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
 
 bench: setup ## preprocessing, training input, memory, report and GPU throughput, each beside its baseline (see benchmarks/RESULTS.md)
 	$(PY) benchmarks/prepare_throughput.py --workers 2 --speakers 10 --clips 24 --width 480 --height 360 --fps 30
 	$(PY) benchmarks/training_input.py --epochs 3
-	$(PY) benchmarks/report_throughput.py --clips 96 --runs 4 --epochs 3
+	$(PY) benchmarks/report_throughput.py --clips 384 --runs 4 --epochs 3
 	$(PY) benchmarks/gpu_throughput.py
 
 strategy-exists:

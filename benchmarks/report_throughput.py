@@ -5,7 +5,7 @@
 3. report runs (short fits, tested and probed): `--jobs 2` side by side, one torch thread each,
    against the same runs one after another with every core.
 
-    python benchmarks/report_throughput.py --clips 96 --runs 4 --epochs 3
+    python benchmarks/report_throughput.py --clips 384 --runs 4 --epochs 3
 
 The whole `make report PROFILE=quick` is timed by the report itself (summary.md's first line).
 """
@@ -73,15 +73,16 @@ def report_runs(runs: int, epochs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=96, help="clips of the corpus-writing test")
+    parser.add_argument("--clips", type=int, default=384, help="clips of the corpus-writing test")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--runs", type=int, default=4, help="report runs in each arm (even)")
+    parser.add_argument("--runs", type=int, default=4, help="report runs in each arm (even; 0 skips this part)")
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores")
     corpus_writing(args.clips, args.workers)
     probe_fitting()
-    report_runs(args.runs, args.epochs)
+    if args.runs:
+        report_runs(args.runs, args.epochs)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, sentenc
         lines += ["## Frontier over strengths (knee chosen on validation, never test)", "",
                   tables.frontier_table(closed, knees, defaults), ""]
     if closed:
-        lines += ["## Targets", "", *tables.targets(closed, pooled, PAPER_STRATEGIES), ""]
+        lines += ["## Targets", "", *tables.targets(closed, unseen, pooled, PAPER_STRATEGIES), ""]
     lines += [f"![{caption}]({name})\n\n{caption}\n" for caption, name in files.items()]
     return "\n".join(lines)
 
