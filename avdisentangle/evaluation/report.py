@@ -132,13 +132,12 @@ def write_plots(outcomes: list[RunOutcome], closed: dict, best: str | None, defa
     plots.plot_embeddings(panels, reference.emotion_names, reference.speaker_names, out / "embeddings.png")
     files["t-SNE of test-set z_emotion, by emotion (top) and speaker (bottom)"] = "embeddings.png"
     curves: dict[str, list] = {}
-    for (strategy, strength), s in closed.items():
+    by_weight = sorted(((k, defaults.get(k[0]) if k[1] is None else k[1], s) for k, s in closed.items()), key=lambda p: (p[0][0], p[1] or 0.0))
+    for (strategy, strength), weight, s in by_weight:
         if strategy != analysis.BASELINE:
-            weight = defaults.get(strategy) if strength is None else strength
-            curves.setdefault(strategy, []).append((f"{weight:g}", s["disentanglement_floor_pct"], s["emotion_uar"], strength is None))
+            label = "file's" if weight is None else f"{weight:g}"
+            curves.setdefault(strategy, []).append((label, s["disentanglement_floor_pct"], s["emotion_uar"], strength is None))
     if curves:
-        for points in curves.values():
-            points.sort(key=lambda p: float(p[0]))
         baseline = closed.get((analysis.BASELINE, None))
         plots.plot_frontier(curves, out / "frontier.png", baseline["emotion_uar"] if baseline else None)
         files["Frontier: emotion UAR against floor-normalised disentanglement (95% intervals over seeds)"] = "frontier.png"
