@@ -8,7 +8,9 @@ video channel count from the DataModule (`link_arguments`), so a config never ty
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -17,6 +19,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.data.records import CorpusError
+from avdisentangle.divergence import DivergenceGuard
+from avdisentangle.errors import ExpectedFailure
 from avdisentangle.evaluation.leakage import LeakageProbe
 from avdisentangle.evaluation.probe import format_probe_table, probe_checkpoint
 from avdisentangle.models.multitask import MultitaskAVModule
@@ -49,6 +54,7 @@ class AVLightningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
         for source, target in (
             ("data.num_emotions", "model.num_emotions"),
             ("data.num_speakers", "model.num_speakers"),
@@ -92,6 +98,8 @@ def prepare(args: list[str]) -> int:
     summary = datamodule.prepare_data()
     if summary.from_existing_cache:  # a fresh build has printed its summary already
         print("\n".join(summary.lines()))
+    if summary.kept == 0:
+        raise CorpusError(f"no clip was kept: every clip of the {datamodule.corpus} corpus was refused (reasons above)")
     return 0
 
 
@@ -136,11 +144,34 @@ Package commands:
   probe      what linear and MLP probes read from a checkpoint's frozen embeddings (--ckpt_path)
   report     every strategy over seeds: results.csv, summary.md and plots under results/<name>/
   sweep      run a W&B sweep YAML without a W&B server: sweep experiments/sweeps/grl.yaml --count 20
+
+Errors in what you passed (a missing corpus root, a bad option value) print one line and exit 2;
+add --debug (or set AVDISENTANGLE_DEBUG=1) to see their traceback too.
 """
 
 
+DEBUG_FLAG = "--debug"
+DEBUG_VARIABLE = "AVDISENTANGLE_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an expected failure (bad input, a diverged run) is one line on stderr and
+    its exit code, with the traceback only under --debug or AVDISENTANGLE_DEBUG=1."""
     args = sys.argv[1:] if argv is None else list(argv)
+    debug = DEBUG_FLAG in args or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    args = [arg for arg in args if arg != DEBUG_FLAG]
+    # `main` hands LightningCLI the arguments it parsed from sys.argv; nothing is mixed up.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        return run_command(args)
+    except ExpectedFailure as failure:
+        if debug:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.exit_code
+
+
+def run_command(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2

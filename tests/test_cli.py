@@ -120,7 +120,7 @@ def test_predict_writes_probabilities_and_embeddings_for_loose_files(tiny_corpus
         tmp_path,
     )
     assert predicted.returncode == 0, predicted.stderr[-3000:]
-    assert "refused" in predicted.stdout and "broken" in predicted.stdout
+    assert "refused" in predicted.stderr and "broken" in predicted.stderr
     with (tmp_path / "predictions" / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3
@@ -128,3 +128,27 @@ def test_predict_writes_probabilities_and_embeddings_for_loose_files(tiny_corpus
     assert probabilities.shape == (3, 6) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
     embeddings = np.load(tmp_path / "predictions" / "embeddings.npz")
     assert embeddings["z_emotion"].shape == (3, 64) and embeddings["z_identity"].shape == (3, 64)
+
+
+    # Every input refused: no exit 0, and the predictions above must not pass for this run's.
+    only_broken = tmp_path / "only_broken"
+    only_broken.mkdir()
+    (only_broken / "broken.flv").write_bytes(b"not a video")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for inputs, message in ((only_broken, "nothing to predict: all 1 inputs were refused"), (empty, "nothing to predict in")):
+        failed = run(
+            fit_args(
+                tiny_corpus,
+                tmp_path,
+                f"--data.predict_paths=[{inputs}]",
+                f"--prediction_writer.output_dir={tmp_path / 'predictions'}",
+                f"--ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}",
+                command="predict",
+            ),
+            tmp_path,
+        )
+        assert failed.returncode == 2
+        assert failed.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+        assert "Traceback" not in failed.stderr
+        assert not list((tmp_path / "predictions").iterdir()), "an earlier run's outputs were left in place"

@@ -100,8 +100,8 @@ def test_cremad_refuses_each_bad_file_with_its_reason(cremad_root: Path) -> None
     assert "unknown sentence code 'ABC'" in got["AudioWAV/1002_ABC_SAD_XX.wav"]
     assert "actor id '10a3'" in got["AudioWAV/10a3_DFA_SAD_XX.wav"]
     assert "unknown level 'ZZ'" in got["AudioWAV/1004_DFA_SAD_ZZ.wav"]
-    assert got["AudioWAV/1005_TIE_NEU_XX.wav"] == "missing video file VideoFlash/1005_TIE_NEU_XX.flv"
-    assert got["VideoFlash/1006_TIE_FEA_LO.flv"] == "missing audio file AudioWAV/1006_TIE_FEA_LO.wav"
+    assert got["AudioWAV/1005_TIE_NEU_XX.wav"] == "missing video file: VideoFlash/1005_TIE_NEU_XX.flv"
+    assert got["VideoFlash/1006_TIE_FEA_LO.flv"] == "missing audio file: AudioWAV/1006_TIE_FEA_LO.wav"
     assert got["AudioWAV/1007_TIE_DIS_MD.wav"] == "empty audio file (0 bytes)"
     assert got["VideoFlash/1008_TIE_SAD_MD.flv"] == "empty video file (0 bytes)"
     assert "AudioWAV/" in got["AudioWAV/1009_TIE_SAD_MD.mp4"]
@@ -227,7 +227,7 @@ def test_ravdess_refuses_each_bad_file_with_its_reason(ravdess_root: Path) -> No
     assert "unknown emotion code '09'" in got["Actor_01/02-01-09-01-01-01-01.mp4"]
     assert "unknown modality code '04'" in got["Actor_01/04-01-01-01-01-01-01.mp4"]
     assert "should be a .wav file" in got["Actor_01/03-01-01-01-01-01-01.mp4"]
-    assert got["Actor_01/02-01-03-01-01-01-05.mp4"] == "actor field 05 disagrees with its folder Actor_01"
+    assert got["Actor_01/02-01-03-01-01-01-05.mp4"] == "actor field disagrees with its folder: 05 in Actor_01"
     assert got["Actor_01/03-01-04-01-01-01-01.wav"].startswith("missing video file")
     assert got["Actor_01/02-01-04-02-01-01-01.mp4"].startswith("missing audio file: no 03-01-04-02-01-01-01.wav")
     assert got["Actor_01/02-01-07-01-01-01-01.mp4"] == "empty video file (0 bytes)"
@@ -294,12 +294,12 @@ def test_manifest_refuses_bad_rows(tmp_path: Path) -> None:
     listing = read_manifest(tmp_path)
     assert [clip.clip_id for clip in listing.clips] == ["a"]
     assert reasons(listing) == {
-        "manifest.csv line 3": "duplicate clip_id 'a' (first on line 2)",
+        "manifest.csv line 3": "duplicate clip_id: 'a' (first on line 2)",
         "manifest.csv line 4": "empty field(s): video",
-        "manifest.csv line 5": "clip 'd': missing audio file: gone.wav",
-        "manifest.csv line 6": "clip 'e': missing video file: gone.mp4",
-        "manifest.csv line 7": "clip 'f': empty audio file (0 bytes): empty.wav",
-        "manifest.csv line 8": "row has 4 fields but the header has 5",
+        "manifest.csv line 5": "missing audio file: gone.wav (clip 'd')",
+        "manifest.csv line 6": "missing video file: gone.mp4 (clip 'e')",
+        "manifest.csv line 7": "empty audio file (0 bytes): empty.wav (clip 'f')",
+        "manifest.csv line 8": "wrong number of fields: 4, but the header has 5",
     }
 
 

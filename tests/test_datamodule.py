@@ -106,8 +106,20 @@ def test_speaker_folds_through_the_datamodule(tiny_corpus, datamodule):
 
 
 def test_too_few_clips_for_closed_set_is_explained():
-    with pytest.raises(ValueError, match="have no clip in"):
+    with pytest.raises(ValueError, match="speaker 0 has 2 clip.*at least|fewer than 3"):
         make_splits(np.array([0, 0, 1, 1, 1, 1, 1, 1]), np.zeros(8, int), "closed_set", 0.15, 0.15, seed=0)
+
+
+@pytest.mark.parametrize("clips_per_speaker", [3, 6])
+def test_small_speakers_still_get_a_val_and_a_test_clip(clips_per_speaker):
+    """At the default fractions, 6 clips per speaker used to leave some speaker without a val clip."""
+    speakers = np.repeat(np.arange(10), clips_per_speaker)
+    emotions = np.tile(np.arange(clips_per_speaker), 10)
+    with pytest.warns(UserWarning, match="got one val clip"):
+        splits = make_splits(speakers, emotions, "closed_set", 0.15, 0.15, seed=0)
+    for name in ("train", "val", "test"):
+        assert set(speakers[splits[name]].tolist()) == set(range(10)), name
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(len(speakers)))
 
 
 def test_labels_and_weights_come_from_the_data(datamodule):

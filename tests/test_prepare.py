@@ -15,6 +15,7 @@ import pytest
 
 from avdisentangle.cli import main
 from avdisentangle.data.cache import FeatureCache
+from avdisentangle.data.datamodule import AVDataModule
 from tests.conftest import TINY_FEATURES, write_ravdess_copy
 
 FEATURE_ARGS = [
@@ -73,11 +74,11 @@ def test_prepare_ravdess_layout(capsys, tiny_corpus, tmp_path):
 
 def test_unusable_root_is_a_clear_error(capsys, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        prepare(capsys, "--data.corpus=cremad", f"--data.root={tmp_path / 'nowhere'}")
+        AVDataModule(corpus="cremad", root=str(tmp_path / "nowhere"), cache_dir=str(tmp_path / "cache")).prepare_data()
     (tmp_path / "AudioWAV").mkdir()
     (tmp_path / "VideoFlash").mkdir()
     with pytest.raises(ValueError, match="no cremad clips"):
-        prepare(capsys, "--data.corpus=cremad", f"--data.root={tmp_path}")
+        AVDataModule(corpus="cremad", root=str(tmp_path), cache_dir=str(tmp_path / "cache")).prepare_data()
 
 
 def test_killed_prepare_resumes_to_identical_arrays(tiny_corpus, tmp_path):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -22,6 +25,7 @@ from avdisentangle.data.cache import (
     build_cache,
     cache_dir_for,
     clip_row,
+    damage,
     init_worker,
     is_complete,
     process_chunk,
@@ -29,10 +33,12 @@ from avdisentangle.data.cache import (
 )
 from avdisentangle.data.corpora import CORPORA, read_corpus
 from avdisentangle.data.corpora.loose import read_loose_files
+from avdisentangle.data.corpora.manifest import locate_manifest
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.records import CorpusError, require_root
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
+from avdisentangle.errors import UserError
 
 PREDICT_SPLITS = (*SPLIT_NAMES, "all")
 
@@ -135,12 +141,15 @@ class AVDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if corpus not in CORPORA:
-            raise ValueError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
+            raise UserError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
         if split not in SPLIT_KINDS:
-            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
         check_folds(num_folds, fold)
+        for name, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("loader_workers", loader_workers, 0)):
+            if value < least:
+                raise UserError(f"{name} must be at least {least}, got {value}")
         if predict_split not in PREDICT_SPLITS:
-            raise ValueError(f"unknown predict_split {predict_split!r}; choose one of {', '.join(PREDICT_SPLITS)}")
+            raise UserError(f"unknown predict_split {predict_split!r}; choose one of {', '.join(PREDICT_SPLITS)}")
         self.save_hyperparameters()
         self.corpus = corpus
         self.root = root
@@ -171,6 +180,8 @@ class AVDataModule(L.LightningDataModule):
             return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.num_workers)
         if self.corpus == "synthetic":
             return generate_corpus(Path(self.root), self.synthetic, progress=self.progress, workers=self.num_workers)
+        if self.corpus == "manifest":
+            return locate_manifest(self.root)  # the CSV itself, or the manifest.csv in a folder
         return require_root(self.root, self.corpus)
 
     def prepare_data(self) -> PrepareSummary:
@@ -191,7 +202,11 @@ class AVDataModule(L.LightningDataModule):
         listing = read_corpus(self.corpus, root, **options)
         self.cache_path = cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
         if is_complete(self.cache_path):
-            return read_summary(self.cache_path)
+            problem = damage(self.cache_path)
+            if not problem:
+                return read_summary(self.cache_path)
+            warnings.warn(f"feature cache {self.cache_path} is damaged ({problem}): rebuilding it", stacklevel=2)
+            shutil.rmtree(self.cache_path)
         summary = build_cache(
             listing, self.features, self.cache_path, corpus=self.corpus, num_workers=self.num_workers, progress=self.progress
         )
@@ -280,13 +295,17 @@ class AVDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, collate_fn=keep_batch)
 
     def loose_clips(self, paths: list[str]) -> CachedClips:
-        """Features of unlabelled files, extracted in memory (labels are -1); refusals are printed."""
+        """Features of unlabelled files, extracted in memory (labels are -1); refusals are printed,
+        and a CorpusError says so when none is left to predict on."""
         listing = read_loose_files(paths)
         init_worker()
         result = process_chunk(listing.clips, self.features)
-        for item, reason in json.loads(result["refused"]) + [(r.item, r.reason) for r in listing.refused]:
-            print(f"refused {item}: {reason}")
+        refused = [(r.item, r.reason) for r in listing.refused] + json.loads(result["refused"])
+        for item, reason in refused:
+            print(f"refused {item}: {reason}", file=sys.stderr)
         kept = [listing.clips[position] for position in result["kept"].tolist()]
+        if not kept:
+            raise CorpusError(f"nothing to predict: all {len(refused)} inputs were refused (reasons above)")
         clips = FeatureCache(path=None, audio=result["audio"], video=result["video"], clips=[clip_row(c, f) for c, f in zip(kept, result["face_found"])])
         unknown = np.full(len(kept), -1, dtype=np.int64)
         return CachedClips(clips, np.arange(len(kept)), unknown, unknown)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from avdisentangle.data.records import ClipRecord
+from avdisentangle.errors import UserError
 
 SHORT_CLIP_POLICIES = ("pad", "refuse")
 COLORS = ("grey", "rgb")
@@ -31,7 +32,20 @@ MAX_MISSING_FRAME_FRACTION = 0.25
 
 
 class ClipRefused(Exception):
-    """A clip that cannot be turned into features; the message is the reason shown to the user."""
+    """A clip that cannot be turned into features; the message is the reason shown to the user,
+    `<kind>: <detail>` (see `Refusal`), and never names the file, which the refusal's item does."""
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception as a refusal detail that is never empty: some decoders raise without a message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    message = str(error).strip()
+    if message:
+        return f"{type(error).__name__}: {message}"
+    if type(error).__name__ == "NoBackendError":  # audioread's, raised with no message at all
+        return "no decoder could read its audio (a video without an audio stream, or a format that needs ffmpeg)"
+    return f"{type(error).__name__} (raised without a message)"
 
 
 @dataclass(frozen=True)
@@ -54,16 +68,16 @@ class FeatureConfig:
 
     def __post_init__(self):
         if self.short_clips not in SHORT_CLIP_POLICIES:
-            raise ValueError(f"short_clips must be one of {SHORT_CLIP_POLICIES}, got {self.short_clips!r}")
+            raise UserError(f"short_clips must be one of {SHORT_CLIP_POLICIES}, got {self.short_clips!r}")
         if self.color not in COLORS:
-            raise ValueError(f"color must be one of {COLORS}, got {self.color!r}")
+            raise UserError(f"color must be one of {COLORS}, got {self.color!r}")
         for name in ("sample_rate", "n_mels", "num_frames", "face_size", "face_detections", "detection_height"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+                raise UserError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 < self.min_duration_s <= self.window_s:
-            raise ValueError(f"need 0 < min_duration_s <= window_s, got {self.min_duration_s} and {self.window_s}")
+            raise UserError(f"need 0 < min_duration_s <= window_s, got {self.min_duration_s} and {self.window_s}")
         if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
-            raise ValueError(f"need 0 < hop_ms <= win_ms, got {self.hop_ms} and {self.win_ms}")
+            raise UserError(f"need 0 < hop_ms <= win_ms, got {self.hop_ms} and {self.win_ms}")
 
     @property
     def hop_length(self) -> int:
@@ -118,9 +132,9 @@ def extract_clip(record: ClipRecord, config: FeatureConfig, detector: cv2.Cascad
     waveform = load_audio(Path(record.audio_path), config.sample_rate)
     duration = len(waveform) / config.sample_rate
     if duration < config.min_duration_s:
-        raise ClipRefused(f"clip is {duration:.2f} s long, shorter than min_duration_s={config.min_duration_s}")
+        raise ClipRefused(f"clip shorter than min_duration_s: {duration:.2f} s < {config.min_duration_s} s")
     if duration < config.window_s and config.short_clips == "refuse":
-        raise ClipRefused(f"clip is {duration:.2f} s long, shorter than the {config.window_s} s window")
+        raise ClipRefused(f"clip shorter than the window (short_clips=refuse): {duration:.2f} s < {config.window_s} s")
     start = max(0.0, (duration - config.window_s) / 2)
     audio = log_mel(window_audio(waveform, start, config), config)
     frame_times = start + (np.arange(config.num_frames) + 0.5) * config.window_s / config.num_frames
@@ -134,16 +148,18 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Mono float32 at `sample_rate`; refuses empty, truncated or undecodable files."""
     import librosa  # imported here: its import costs ~1 s and only workers need it
 
-    if path.suffix.lower() == ".wav":
-        check_wav_complete(path)
     try:
+        if path.suffix.lower() == ".wav":
+            check_wav_complete(path)
         waveform, _ = librosa.load(str(path), sr=sample_rate, mono=True)
+    except ClipRefused:
+        raise
     except Exception as error:  # soundfile and audioread raise many unrelated types
-        raise ClipRefused(f"unreadable audio {path.name}: {type(error).__name__}: {error}") from None
+        raise ClipRefused(f"unreadable audio: {describe_error(error)}") from None
     if waveform.size == 0:
-        raise ClipRefused(f"audio {path.name} holds no samples")
+        raise ClipRefused("audio holds no samples")
     if not np.all(np.isfinite(waveform)):
-        raise ClipRefused(f"audio {path.name} holds NaN or infinite samples")
+        raise ClipRefused("audio holds NaN or infinite samples")
     return waveform
 
 
@@ -155,23 +171,23 @@ def check_wav_complete(path: Path) -> None:
     """
     size = path.stat().st_size
     if size == 0:
-        raise ClipRefused(f"audio {path.name} is empty (0 bytes)")
+        raise ClipRefused("empty audio file (0 bytes)")
     with path.open("rb") as handle:
         header = handle.read(12)
         if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            raise ClipRefused(f"audio {path.name} is not a RIFF/WAVE file")
+            raise ClipRefused("audio is not a RIFF/WAVE file")
         position = 12
         while True:
             chunk = handle.read(8)
             if len(chunk) < 8:
-                raise ClipRefused(f"audio {path.name} has no data chunk (truncated header)")
+                raise ClipRefused("truncated audio: no data chunk in its header")
             chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             position += 8
             if chunk_id == b"data":
                 if position + chunk_size > size:
                     raise ClipRefused(
-                        f"audio {path.name} is truncated: header declares {chunk_size} data bytes, "
-                        f"file holds {size - position}"
+                        f"truncated audio: its header declares {chunk_size} data bytes, "
+                        f"the file holds {size - position}"
                     )
                 return
             position += chunk_size + (chunk_size & 1)
@@ -209,10 +225,10 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
     capture = open_video(path)
     try:
         if not capture.isOpened():
-            raise ClipRefused(f"unreadable video {path.name}: OpenCV could not open it")
+            raise ClipRefused("unreadable video: OpenCV could not open it")
         fps = capture.get(cv2.CAP_PROP_FPS)
         if not fps or not np.isfinite(fps) or fps <= 0:
-            raise ClipRefused(f"unreadable video {path.name}: no frame rate in its header")
+            raise ClipRefused("unreadable video: no frame rate in its header")
         declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         wanted = np.floor(times_s * fps).clip(min=0).astype(int)  # the frame shown at each time
         if declared > 0:
@@ -232,11 +248,11 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
     finally:
         capture.release()
     if not frames:
-        raise ClipRefused(f"unreadable or truncated video {path.name}: no frame could be decoded")
+        raise ClipRefused("unreadable or truncated video: no frame could be decoded")
     missing = [index for index in wanted.tolist() if index not in frames]
     if len(missing) > MAX_MISSING_FRAME_FRACTION * len(wanted):
         raise ClipRefused(
-            f"video {path.name} is truncated or shorter than its audio: decoded {decoded} frames, "
+            f"truncated video: shorter than its audio; decoded {decoded} frames, "
             f"the window needs frame {int(wanted.max())} (header declares {declared})"
         )
     last = frames[max(frames)]

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avdisentangle.errors import UserError
 
-class CorpusError(ValueError):
+
+class CorpusError(UserError):
     """The corpus as a whole cannot be used (missing root, no clips, unreadable manifest)."""
 
 
@@ -28,10 +30,27 @@ class ClipRecord:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A file or clip that was not used, and why."""
+    """A file or clip that was not used, and why: a reason reads `<kind>: <detail>`, where the kind
+    is the same for every item refused for the same cause, so summaries can count refusals by kind."""
 
     item: str
     reason: str
+
+    @property
+    def kind(self) -> str:
+        return self.reason.split(": ", 1)[0]
+
+    @property
+    def detail(self) -> str:
+        return self.reason.split(": ", 1)[1] if ": " in self.reason else ""
+
+
+def refusals_by_kind(refused: list[Refusal]) -> dict[str, list[Refusal]]:
+    """Refusals grouped by kind, the most frequent kind first."""
+    groups: dict[str, list[Refusal]] = {}
+    for refusal in refused:
+        groups.setdefault(refusal.kind, []).append(refusal)
+    return dict(sorted(groups.items(), key=lambda item: -len(item[1])))
 
 
 @dataclass

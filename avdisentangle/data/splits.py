@@ -12,7 +12,11 @@ speaker-independent result is averaged over all people rather than one draw of t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from avdisentangle.errors import UserError
 
 SPLIT_KINDS = ("closed_set", "speaker_independent", "speaker_folds")
 SPLIT_NAMES = ("train", "val", "test")
@@ -32,9 +36,9 @@ def make_splits(
     """Sorted index arrays per split name; raises ValueError when the data cannot be split so.
     `num_folds` and `fold` apply to `speaker_folds` only, where they replace `test_fraction`."""
     if kind not in SPLIT_KINDS:
-        raise ValueError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
+        raise UserError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"need 0 < val_fraction, test_fraction and their sum < 1; got {val_fraction}, {test_fraction}")
+        raise UserError(f"need 0 < val_fraction, test_fraction and their sum < 1; got {val_fraction}, {test_fraction}")
     rng = np.random.default_rng(seed)
     if kind == "closed_set":
         return closed_set_split(speakers, emotions, val_fraction, test_fraction, rng)
@@ -43,30 +47,53 @@ def make_splits(
     return speaker_independent_split(speakers, val_fraction, test_fraction, rng)
 
 
+MIN_CLOSED_SET_CLIPS = 3  # one each for train, val and test
+
+
 def closed_set_split(speakers, emotions, val_fraction, test_fraction, rng) -> dict[str, np.ndarray]:
+    """Every speaker in every split. A speaker whose share of val or test rounds to no clip gets one
+    clip there anyway (with a warning that says how many did): a small corpus still splits."""
+    names, counts = np.unique(speakers, return_counts=True)
+    if counts.min() < MIN_CLOSED_SET_CLIPS:
+        small = names[counts < MIN_CLOSED_SET_CLIPS]
+        raise UserError(
+            f"closed-set split: speaker {small[0]} has {counts.min()} clip(s) ({len(small)} speaker(s) have fewer than "
+            f"{MIN_CLOSED_SET_CLIPS}); each needs one for train, val and test: drop them from the corpus, or use "
+            "--data.split=speaker_independent"
+        )
     assignment = np.full(len(speakers), "train", dtype=object)
-    for speaker in np.unique(speakers):
+    topped_up = {"val": 0, "test": 0}
+    for speaker in names:
         members = order_by_emotion(np.flatnonzero(speakers == speaker), emotions, rng)
-        test = systematic_sample(len(members), test_fraction, rng.random())
+        test = at_least_one(systematic_sample(len(members), test_fraction, rng.random()), rng, topped_up, "test")
         assignment[members[test]] = "test"
         rest = members[~test]
-        val = systematic_sample(len(rest), val_fraction / (1 - test_fraction), rng.random())
+        val = at_least_one(systematic_sample(len(rest), val_fraction / (1 - test_fraction), rng.random()), rng, topped_up, "val")
         assignment[rest[val]] = "val"
-    splits = {name: np.flatnonzero(assignment == name) for name in SPLIT_NAMES}
-    for name, indices in splits.items():
-        lacking = sorted(set(speakers.tolist()) - set(speakers[indices].tolist()))
-        if lacking:
-            raise ValueError(
-                f"closed-set split: speakers {lacking[:10]} have no clip in '{name}' "
-                f"(too few clips per speaker for val_fraction={val_fraction}, test_fraction={test_fraction})"
-            )
-    return splits
+    if any(topped_up.values()):
+        warnings.warn(
+            f"closed-set split: val_fraction={val_fraction} and test_fraction={test_fraction} give some speakers no clip "
+            f"there; {topped_up['val']} speaker(s) got one val clip, {topped_up['test']} one test clip",
+            stacklevel=3,
+        )
+    return {name: np.flatnonzero(assignment == name) for name in SPLIT_NAMES}
+
+
+def at_least_one(mask: np.ndarray, rng: np.random.Generator, counter: dict[str, int], split: str) -> np.ndarray:
+    """`mask` with one random item set when it picked none, always leaving at least two items unset
+    when it picked too many (room for the other splits)."""
+    if not mask.any():
+        mask[rng.integers(len(mask))] = True
+        counter[split] += 1
+    while mask.sum() > len(mask) - (2 if split == "test" else 1):
+        mask[np.flatnonzero(mask)[-1]] = False
+    return mask
 
 
 def speaker_independent_split(speakers, val_fraction, test_fraction, rng) -> dict[str, np.ndarray]:
     unique = rng.permutation(np.unique(speakers))
     if len(unique) < 3:
-        raise ValueError(f"speaker-independent split needs at least 3 speakers, found {len(unique)}")
+        raise UserError(f"speaker-independent split needs at least 3 speakers, found {len(unique)}")
     n_test = max(1, round(test_fraction * len(unique)))
     n_val = max(1, round(val_fraction * len(unique)))
     if n_test + n_val >= len(unique):
@@ -78,20 +105,20 @@ def speaker_independent_split(speakers, val_fraction, test_fraction, rng) -> dic
 def check_folds(num_folds: int, fold: int) -> None:
     """ValueError naming the valid range unless 2 <= num_folds and 0 <= fold < num_folds."""
     if num_folds < 2:
-        raise ValueError(f"num_folds must be at least 2, got {num_folds}")
+        raise UserError(f"num_folds must be at least 2, got {num_folds}")
     if not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in 0..{num_folds - 1} (0 <= fold < num_folds={num_folds}), got {fold}")
+        raise UserError(f"fold must be in 0..{num_folds - 1} (0 <= fold < num_folds={num_folds}), got {fold}")
 
 
 def speaker_folds_split(speakers, val_fraction, num_folds, fold, rng) -> dict[str, np.ndarray]:
     check_folds(num_folds, fold)
     unique = rng.permutation(np.unique(speakers))
     if num_folds > len(unique):
-        raise ValueError(f"num_folds must be in 2..{len(unique)} (the number of speakers), got {num_folds}")
+        raise UserError(f"num_folds must be in 2..{len(unique)} (the number of speakers), got {num_folds}")
     folds = [unique[i::num_folds] for i in range(num_folds)]
     rest = np.concatenate([folds[(fold + step) % num_folds] for step in range(1, num_folds)])
     if len(rest) < 2:
-        raise ValueError(f"speaker folds: {len(unique)} speakers in {num_folds} folds leave no speaker to train on")
+        raise UserError(f"speaker folds: {len(unique)} speakers in {num_folds} folds leave no speaker to train on")
     n_val = min(max(1, round(val_fraction * len(unique))), len(rest) - 1)
     held = {"test": folds[fold], "val": rest[:n_val], "train": rest[n_val:]}
     return {name: np.flatnonzero(np.isin(speakers, held[name])) for name in SPLIT_NAMES}

@@ -24,6 +24,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from avdisentangle.errors import UserError
+from avdisentangle.workers import exit_with_parent
+
 #: Bumped whenever the generator's output changes, so cached corpora are not mistaken for current ones.
 GENERATOR_VERSION = 1
 
@@ -76,9 +79,9 @@ def _normalise(config: SyntheticConfig) -> None:
         try:
             typed = int(value) if f.type == "int" else float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"invalid SyntheticConfig: {f.name} must be a number, got {value!r}") from None
+            raise UserError(f"invalid SyntheticConfig: {f.name} must be a number, got {value!r}") from None
         if typed != value and not isinstance(value, str):
-            raise ValueError(f"invalid SyntheticConfig: {f.name} must be an integer, got {value!r}")
+            raise UserError(f"invalid SyntheticConfig: {f.name} must be an integer, got {value!r}")
         object.__setattr__(config, f.name, typed)
 
 
@@ -102,11 +105,11 @@ def _validate(config: SyntheticConfig) -> None:
     ]
     for ok, message in checks:
         if not ok:
-            raise ValueError(f"invalid SyntheticConfig: {message}")
+            raise UserError(f"invalid SyntheticConfig: {message}")
     most = int(emotion_counts(config).max())
     names = len(SENTENCES) * len(LEVELS)
     if most > names:
-        raise ValueError(
+        raise UserError(
             f"invalid SyntheticConfig: a speaker needs {most} clips of one emotion but only {names} unique "
             f"CREMA-D names (sentence x level) exist; lower clips_per_speaker or speaker_emotion_correlation"
         )
@@ -556,14 +559,14 @@ def _refuse_foreign_contents(root: Path, config: SyntheticConfig, stems: set[str
     """Refuse to write into a root holding another corpus, rather than mixing two corpora."""
     marker = root / MARKER
     if marker.exists():
-        raise ValueError(
+        raise UserError(
             f"{root} already holds a different synthetic corpus ({MARKER} does not match config "
             f"{config.fingerprint()}); use an empty folder, e.g. one named by config.fingerprint()"
         )
     for folder, suffix in (("AudioWAV", ".wav"), ("VideoFlash", ".flv")):
         for path in (root / folder).glob(f"*{suffix}"):
             if not path.name.startswith(".") and path.stem not in stems:
-                raise ValueError(f"{root} holds a file this corpus would not write ({path}); use an empty folder")
+                raise UserError(f"{root} holds a file this corpus would not write ({path}); use an empty folder")
 
 
 def generate_corpus(root: str | Path, config: SyntheticConfig = SyntheticConfig(), *, progress: bool = True, workers: int = 0) -> Path:
@@ -617,5 +620,5 @@ def _write_chunks(root: Path, config: SyntheticConfig, speakers: list[Speaker], 
         for chunk in chunks:
             yield _write_chunk(root, config, speakers, chunk)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=exit_with_parent) as pool:
         yield from pool.map(_write_chunk, *zip(*[(root, config, speakers, chunk) for chunk in chunks]))

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
 
+from avdisentangle.errors import UserError
 from avdisentangle.evaluation.metrics import emotion_label_floor
 
 PROBE_KINDS = ("linear", "mlp")
@@ -64,7 +65,7 @@ def make_probe(kind: str, seed: int):
         # L-BFGS suits a few hundred rows: about 10x faster than Adam here, and it converges.
         classifier = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=seed)
     else:
-        raise ValueError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}")
+        raise UserError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}")
     return make_pipeline(StandardScaler(), classifier)
 
 
@@ -160,7 +161,7 @@ def probe_checkpoint(ckpt_path: str, datamodule, seed: int = 0) -> dict[str, flo
     expected = {"num_emotions": datamodule.num_emotions, "num_speakers": datamodule.num_speakers}
     found = {key: model.hparams[key] for key in expected}
     if found != expected:
-        raise ValueError(f"checkpoint {ckpt_path} was trained on other data ({found}) than given ({expected}): pass the fit config")
+        raise UserError(f"checkpoint {ckpt_path} was trained on other data ({found}) than given ({expected}): pass the fit config")
     train = extract_embeddings(model, datamodule.loader("train"))
     test = extract_embeddings(model, datamodule.loader("test"))
     return probe_all(train, test, seed)

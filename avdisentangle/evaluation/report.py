@@ -28,6 +28,7 @@ from jsonargparse import ArgumentParser
 
 from avdisentangle.evaluation import analysis, tables
 from avdisentangle.evaluation.runs import RunOutcome, RunSpec, fit_and_evaluate
+from avdisentangle.workers import exit_with_parent
 
 PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
 
@@ -101,7 +102,7 @@ def execute(specs: list[RunSpec], configs: list[str], out: Path, extra: list[str
         for spec in specs:
             done(fit_and_evaluate(spec, configs, out / "runs" / spec.name, extra))
     else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent) as pool:
             futures = [pool.submit(fit_and_evaluate, spec, configs, out / "runs" / spec.name, extra, threads) for spec in specs]
             for future in as_completed(futures):
                 done(future.result())

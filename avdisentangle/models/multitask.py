@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from avdisentangle.errors import UserError
 from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
 
@@ -38,7 +39,7 @@ def parse_modalities(spec: str) -> tuple[str, ...]:
     """'video, audio' -> ('audio', 'video'): a validated, canonically ordered modality tuple."""
     names = {name.strip() for name in spec.split(",") if name.strip()}
     if not names or not names <= set(MODALITIES):
-        raise ValueError(f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}")
+        raise UserError(f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}")
     return tuple(m for m in MODALITIES if m in names)
 
 
@@ -86,11 +87,11 @@ class MultitaskAVModule(L.LightningModule):
         self.save_hyperparameters()
         self.modalities = parse_modalities(modalities)
         if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+            raise UserError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
         if emotion_class_weights is not None and len(emotion_class_weights) != num_emotions:
-            raise ValueError(f"emotion_class_weights has {len(emotion_class_weights)} entries for {num_emotions} emotions")
+            raise UserError(f"emotion_class_weights has {len(emotion_class_weights)} entries for {num_emotions} emotions")
         if emotion_label_names is not None and len(emotion_label_names) != num_emotions:
-            raise ValueError(f"emotion_label_names has {len(emotion_label_names)} entries for {num_emotions} emotions")
+            raise UserError(f"emotion_label_names has {len(emotion_label_names)} entries for {num_emotions} emotions")
         self.emotion_label_names = emotion_label_names or [str(i) for i in range(num_emotions)]
 
         self.encoders = nn.ModuleDict(
@@ -114,6 +115,8 @@ class MultitaskAVModule(L.LightningModule):
 
         self.strategy_modules = nn.ModuleDict()
         self.attached_strategies: dict[str, DisentanglementStrategy] = {}
+        # The last training step's named loss terms, detached: DivergenceGuard names the non-finite ones.
+        self.last_loss_terms: dict[str, Tensor] = {}
 
     @classmethod
     def for_data(cls, datamodule: AVDataModule, **hparams: Any) -> MultitaskAVModule:
@@ -126,7 +129,7 @@ class MultitaskAVModule(L.LightningModule):
         """Register a strategy whose loss terms join the loss; re-attaching the same object is a no-op."""
         attached = self.attached_strategies.get(strategy.name)
         if attached is not None and attached is not strategy:
-            raise ValueError(f"a strategy named '{strategy.name}' is already attached; each strategy may be used once")
+            raise UserError(f"a strategy named '{strategy.name}' is already attached; each strategy may be used once")
         self.attached_strategies[strategy.name] = strategy
 
     def detach_strategy(self, strategy: DisentanglementStrategy) -> None:
@@ -165,6 +168,8 @@ class MultitaskAVModule(L.LightningModule):
         outputs = self(batch)
         terms = {**self.task_losses(outputs, batch), **self.strategy_losses(outputs, batch)}
         loss = sum(terms.values())
+        if split == "train":
+            self.last_loss_terms = {name: value.detach() for name, value in terms.items()}
         log = {"on_step": False, "on_epoch": True, "sync_dist": True, "batch_size": batch["emotion"].shape[0]}
         self.log(f"{split}/loss", loss, prog_bar=split != "test", **log)
         self.log_dict({f"{split}/{key}": value for key, value in terms.items()}, **log)

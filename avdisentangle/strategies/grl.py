@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avdisentangle.errors import UserError
 from avdisentangle.strategies.adversary import speaker_adversary
 from avdisentangle.strategies.base import DisentanglementStrategy
 from avdisentangle.strategies.schedules import SCHEDULES, dann_ramp, scheduled, training_progress
@@ -75,7 +76,7 @@ class GradientReversalStrategy(DisentanglementStrategy):
     ) -> None:
         super().__init__(weight, lr_scale=adversary_lr_scale)
         if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
         self.lambda_max = lambda_max
         self.schedule = schedule
         self.gamma = gamma

@@ -6,6 +6,8 @@ import math
 
 import lightning.pytorch as L
 
+from avdisentangle.errors import UserError
+
 SCHEDULES = ("constant", "dann")
 
 
@@ -23,5 +25,5 @@ def dann_ramp(progress: float, gamma: float = 10.0) -> float:
 def scheduled(schedule: str, progress: float, gamma: float = 10.0) -> float:
     """The multiplier in [0, 1] that a schedule gives at this progress."""
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
     return 1.0 if schedule == "constant" else dann_ramp(progress, gamma)

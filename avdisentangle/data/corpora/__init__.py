@@ -14,6 +14,7 @@ from avdisentangle.data.corpora.cremad import read_cremad
 from avdisentangle.data.corpora.manifest import read_manifest
 from avdisentangle.data.corpora.ravdess import read_ravdess
 from avdisentangle.data.records import CorpusError, CorpusListing
+from avdisentangle.errors import UserError
 
 READERS: dict[str, Callable[..., CorpusListing]] = {
     "synthetic": read_cremad,
@@ -40,7 +41,7 @@ def read_corpus(name: str, root: str | Path | None, **options: object) -> Corpus
         takes = f"only {', '.join(accepted)}" if accepted else "no options"
         owners = {option: [other for other, r in READERS.items() if option in _options(r)] for option in unknown}
         hints = "".join(f"; {option} is for {', '.join(names)}" for option, names in owners.items() if names)
-        raise ValueError(f"corpus {name!r} takes {takes}, not {', '.join(unknown)}{hints}")
+        raise UserError(f"corpus {name!r} takes {takes}, not {', '.join(unknown)}{hints}")
     return reader(root, **options)
 
 

@@ -11,6 +11,10 @@ from pathlib import Path
 from avdisentangle.data.records import ClipRecord, CorpusError, CorpusListing, Refusal, require_clips
 
 MEDIA_SUFFIXES = (".wav", ".flv", ".mp4", ".avi")
+# A repository cloned without `git lfs` holds small text pointers where the media should be.
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+LFS_POINTER = "Git LFS pointer, not media"
+LFS_POINTER_MAX_BYTES = 1024
 
 
 def is_media(path: Path) -> bool:
@@ -36,16 +40,34 @@ def list_folder(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def file_problem(path: Path, kind: str) -> str | None:
-    """Why a media file cannot be used (missing, a folder, unreadable, empty), or None if it looks fine."""
+    """Why a media file cannot be used (missing, a folder, unreadable, empty, a Git LFS pointer),
+    or None if it looks fine. Only files small enough to be LFS pointers are opened."""
     try:
         if path.is_dir():
             return f"{kind} path is a folder, not a file"
         size = path.stat().st_size
+        if size == 0:
+            return f"empty {kind} file (0 bytes)"
+        if size <= LFS_POINTER_MAX_BYTES and is_lfs_pointer(path):
+            return LFS_POINTER
     except FileNotFoundError:
         return f"missing {kind} file"
     except OSError as err:
-        return f"unreadable {kind} file ({err.strerror or err})"
-    return f"empty {kind} file (0 bytes)" if size == 0 else None
+        return f"unreadable {kind} file: {err.strerror or err}"
+    return None
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+
+
+def lfs_hint(refused: list[Refusal], total_files: int, root: Path) -> str | None:
+    """One sentence for a corpus cloned without Git LFS, or None when no file is a pointer."""
+    pointers = sum(1 for refusal in refused if refusal.kind == LFS_POINTER)
+    if not pointers:
+        return None
+    return f"{pointers} of {total_files} files are Git LFS pointers, not media: run `git lfs pull` in {root}"
 
 
 def clip_file_refusals(root: Path, audio: Path, video: Path) -> list[Refusal]:
@@ -58,5 +80,8 @@ def clip_file_refusals(root: Path, audio: Path, video: Path) -> list[Refusal]:
 
 
 def finish(clips: list[ClipRecord], refused: list[Refusal], root: Path, corpus: str, expected: str) -> CorpusListing:
-    """The listing with clips sorted by id (deterministic), or CorpusError when none was usable."""
+    """The listing with clips sorted by id (deterministic), or CorpusError when none was usable
+    (saying so once when the files are Git LFS pointers)."""
+    if not clips and (hint := lfs_hint(refused, len(refused), root)):
+        raise CorpusError(hint)
     return require_clips(CorpusListing(sorted(clips, key=lambda clip: clip.clip_id), refused), root, corpus, expected)

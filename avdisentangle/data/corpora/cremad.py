@@ -23,7 +23,7 @@ def parse_name(stem: str) -> tuple[str, str, str, str]:
     fields = stem.split("_")
     if len(fields) != 4:
         raise ValueError(
-            f"name does not parse: expected <actor>_<sentence>_<emotion>_<level> (4 fields joined by '_'), got {len(fields)}"
+            f"expected <actor>_<sentence>_<emotion>_<level> (4 fields joined by '_'), got {len(fields)}"
         )
     actor, sentence, emotion, level = fields
     if not (len(actor) == 4 and actor.isascii() and actor.isdigit()):
@@ -45,13 +45,13 @@ def _media_by_stem(folder: Path, root: Path, suffixes: tuple[str, ...], refused:
             continue
         suffix = path.suffix.lower()
         if suffix not in suffixes:
-            reason = f"{suffix} file in {folder.name}/, which holds {'/'.join(suffixes)} files"
+            reason = f"wrong file type for its folder: {suffix} in {folder.name}/, which holds {'/'.join(suffixes)} files"
             refused.append(Refusal(relative(path, root), reason))
             continue
         try:
             parse_name(path.stem)
         except ValueError as err:
-            refused.append(Refusal(relative(path, root), str(err)))
+            refused.append(Refusal(relative(path, root), f"name does not parse: {err}"))
             continue
         current = found.get(path.stem)
         if current is None or suffixes.index(suffix) < suffixes.index(current.suffix.lower()):
@@ -71,10 +71,10 @@ def read_cremad(root: str | Path | None) -> CorpusListing:
     clips = []
     for stem in sorted(audio.keys() | video.keys()):
         if stem not in video:
-            refused.append(Refusal(relative(audio[stem], root), f"missing video file VideoFlash/{stem}.flv"))
+            refused.append(Refusal(relative(audio[stem], root), f"missing video file: VideoFlash/{stem}.flv"))
             continue
         if stem not in audio:
-            refused.append(Refusal(relative(video[stem], root), f"missing audio file AudioWAV/{stem}.wav"))
+            refused.append(Refusal(relative(video[stem], root), f"missing audio file: AudioWAV/{stem}.wav"))
             continue
         unusable = clip_file_refusals(root, audio[stem], video[stem])
         if unusable:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avdisentangle.data.corpora._files import clip_file_refusals, finish, is_media
+from avdisentangle.data.corpora._files import clip_file_refusals, is_media
 from avdisentangle.data.records import ClipRecord, CorpusError, CorpusListing, Refusal
 
 AUDIO_SUFFIXES = (".wav",)
@@ -41,4 +41,6 @@ def read_loose_files(paths: list[str | Path]) -> CorpusListing:
             refused += problems
             continue
         clips.append(ClipRecord(str(stem), audio, videos[0], speaker="", emotion=""))
-    return finish(clips, refused, Path("."), "prediction", "video files, each with a same-named .wav or its own audio track")
+    if not clips and not refused:
+        raise CorpusError(f"nothing to predict in {', '.join(map(str, paths))}: no .wav, .flv, .mp4 or .avi file there")
+    return CorpusListing(sorted(clips, key=lambda clip: clip.clip_id), refused)

@@ -2,11 +2,17 @@
 
 This is the escape hatch for layouts without a dedicated reader; extra columns become extras,
 and relative paths resolve against the CSV's own folder so a manifest travels with its data.
+Emotion labels are lower-cased, so "ANG" and "ang " name one class; a label far rarer than the
+others is reported as a likely typo.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
+import statistics
+import warnings
+from collections import Counter
 from pathlib import Path
 
 from avdisentangle.data.corpora._files import file_problem, finish
@@ -67,12 +73,12 @@ def read_manifest(root: str | Path | None) -> CorpusListing:
     for line, row in rows:
         item = f"{path.name} line {line}"
         if len(row) != len(columns):
-            refused.append(Refusal(item, f"row has {len(row)} fields but the header has {len(columns)}"))
+            refused.append(Refusal(item, f"wrong number of fields: {len(row)}, but the header has {len(columns)}"))
             continue
         values = dict(zip(columns, (value.strip() for value in row)))
         clip_id = values["clip_id"]
         if clip_id in first_line:
-            refused.append(Refusal(item, f"duplicate clip_id {clip_id!r} (first on line {first_line[clip_id]})"))
+            refused.append(Refusal(item, f"duplicate clip_id: {clip_id!r} (first on line {first_line[clip_id]})"))
             continue
         if clip_id:
             first_line[clip_id] = line
@@ -83,7 +89,7 @@ def read_manifest(root: str | Path | None) -> CorpusListing:
         files = {kind: _resolve(values[kind], path.parent) for kind in ("audio", "video")}
         problems = [f"{problem}: {values[kind]}" for kind, file in files.items() if (problem := file_problem(file, kind))]
         if problems:
-            refused.append(Refusal(item, f"clip {clip_id!r}: {'; '.join(problems)}"))
+            refused.append(Refusal(item, f"{'; '.join(problems)} (clip {clip_id!r})"))
             continue
         clips.append(
             ClipRecord(
@@ -91,8 +97,26 @@ def read_manifest(root: str | Path | None) -> CorpusListing:
                 audio_path=files["audio"],
                 video_path=files["video"],
                 speaker=values["speaker"],
-                emotion=values["emotion"],
+                emotion=values["emotion"].lower(),  # "ANG" and "ang " are one class
                 extras={name: value for name, value in values.items() if name and name not in REQUIRED},
             )
         )
+    warn_rare_emotions(clips, path)
     return finish(clips, refused, path.parent, "manifest", EXPECTED)
+
+
+RARE_FRACTION = 0.1  # of the median clip count per emotion
+
+
+def warn_rare_emotions(clips: list[ClipRecord], path: Path) -> None:
+    """Warn about emotion labels far rarer than the rest: in a hand-made manifest they are usually typos."""
+    counts = Counter(clip.emotion for clip in clips)
+    typical = statistics.median(counts.values()) if counts else 0
+    for label, count in sorted(counts.items()):
+        if count < RARE_FRACTION * typical:
+            close = difflib.get_close_matches(label, [other for other in counts if other != label], n=1)
+            guess = f"; a typo of {close[0]!r}?" if close else ""
+            warnings.warn(
+                f"manifest {path}: emotion {label!r} labels only {count} clip(s), the median emotion {typical:g}{guess}",
+                stacklevel=3,
+            )

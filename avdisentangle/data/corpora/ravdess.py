@@ -39,7 +39,7 @@ def parse_name(name: str) -> list[str]:
     stem, _, suffix = name.rpartition(".")
     codes = stem.split("-")
     if len(codes) != len(FIELD_CODES):
-        raise ValueError(f"name does not parse: expected 7 two-digit fields like 01-01-01-01-01-01-01, got {len(codes)}")
+        raise ValueError(f"expected 7 two-digit fields like 01-01-01-01-01-01-01, got {len(codes)}")
     for (field, allowed), code in zip(FIELD_CODES.items(), codes):
         if code not in allowed:
             raise ValueError(f"unknown {field} code {code!r}: expected {allowed[0]}-{allowed[-1]}")
@@ -86,10 +86,10 @@ def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = 
             try:
                 codes = parse_name(path.name)
             except ValueError as err:
-                refused.append(Refusal(relative(path, root), str(err)))
+                refused.append(Refusal(relative(path, root), f"name does not parse: {err}"))
                 continue
             if codes[-1] != actor_match.group(1):
-                refused.append(Refusal(relative(path, root), f"actor field {codes[-1]} disagrees with its folder {folder.name}"))
+                refused.append(Refusal(relative(path, root), f"actor field disagrees with its folder: {codes[-1]} in {folder.name}"))
                 continue
             if VOCAL_CHANNELS[codes[1]] in channels:
                 files_by_clip.setdefault(tuple(codes[1:]), {})[codes[0]] = path
