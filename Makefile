@@ -9,7 +9,7 @@ BASE_CONFIG := experiments/configs/base.yaml
 STRATEGIES := $(sort $(basename $(notdir $(wildcard experiments/configs/strategy/*.yaml))))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test data train report bench strategy-exists clean
+.PHONY: help setup lint test data train report bench strategy-exists clean
 
 help: ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+lint: setup ## pyflakes, import order and line length (ruff)
+	$(PY) -m ruff check avdisentangle tests benchmarks
 
 test: setup ## run the test suite (CPU, a few minutes)
 	$(PY) -m pytest -q

@@ -1,8 +1,5 @@
-"""Command line: Lightning's fit/validate/test/predict plus the package's own commands.
-
-`fit` and friends are a `LightningCLI` whose model receives label counts, class weights and the
-video channel count from the DataModule (`link_arguments`), so a config never types them.
-`prepare` takes the same `--data.*` arguments (and the same `--config` files) as `fit`.
+"""Command line: Lightning's fit/validate/test/predict (`lightning_cli.py`) plus the package's own
+commands. `prepare` and `probe` take the same `--data.*` arguments (and `--config` files) as `fit`.
 """
 
 from __future__ import annotations
@@ -10,91 +7,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from jsonargparse import ActionConfigFile, ArgumentParser
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
-
-from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.data.records import CorpusError
-from avdisentangle.divergence import DivergenceGuard
 from avdisentangle.errors import ExpectedFailure
-from avdisentangle.evaluation.leakage import LeakageProbe
 from avdisentangle.evaluation.probe import format_probe_table, probe_checkpoint
-from avdisentangle.models.multitask import MultitaskAVModule
-from avdisentangle.prediction import PredictionWriter
+from avdisentangle.lightning_cli import data_from_args, data_parser, run_lightning
 from avdisentangle.sweep import sweep
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
-class AVLightningCLI(LightningCLI):
-    """LightningCLI with the data-to-model links, best and last checkpoints, the prediction writer
-    and the end-of-fit leakage probe always configured."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        # Two checkpoint callbacks: ModelCheckpoint's own save_last only refreshes last.ckpt when a
-        # new best is saved, so a resumed run could restart from a stale epoch.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
-        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/emotion/uar",
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best-{epoch:02d}",
-                "last_checkpoint.filename": "last",
-                "last_checkpoint.monitor": None,
-                "last_checkpoint.save_top_k": 1,
-                "last_checkpoint.enable_version_counter": False,
-            }
-        )
-        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
-        parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
-        parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
-        for source, target in (
-            ("data.num_emotions", "model.num_emotions"),
-            ("data.num_speakers", "model.num_speakers"),
-            ("data.emotion_class_weights", "model.emotion_class_weights"),
-            ("data.video_channels", "model.video_channels"),
-            ("data.emotion_names", "model.emotion_label_names"),
-        ):
-            parser.link_arguments(source, target, apply_on="instantiate")
-
-
-def run_lightning(args: list[str]) -> AVLightningCLI:
-    return AVLightningCLI(
-        MultitaskAVModule,
-        AVDataModule,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
-
-
-FIT_CONFIG_KEYS = ("model", "trainer", "checkpoint", "last_checkpoint", "prediction_writer", "leakage_probe", "ckpt_path", "seed_everything")
-
-
-def data_parser(prog: str, description: str, own: tuple[str, ...] = ()) -> ArgumentParser:
-    """A parser for the `--data.*` arguments that also accepts a full `fit` config file
-    (its other sections are ignored, except the keys in `own`, which the caller adds)."""
-    parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", action=ActionConfigFile, help="a fit config (YAML); only its data section is used")
-    parser.add_class_arguments(AVDataModule, "data")
-    for ignored in FIT_CONFIG_KEYS:
-        if ignored not in own:
-            parser.add_argument(f"--{ignored}", type=Any, default=None, help="ignored here (part of fit configs)")
-    return parser
-
-
 def prepare(args: list[str]) -> int:
     """Build the feature cache for a corpus and print what was kept and refused."""
-    parser = data_parser("avdisentangle prepare", "Extract features of a corpus into the feature cache (once).")
-    config = parser.parse_args(args)
-    datamodule = parser.instantiate_classes(config).data
+    datamodule = data_from_args(args)
     summary = datamodule.prepare_data()
     if summary.from_existing_cache:  # a fresh build has printed its summary already
         print("\n".join(summary.lines()))
@@ -115,7 +42,7 @@ def probe(args: list[str]) -> int:
     parser.add_argument("--probe_seed", type=int, default=0, help="seed of the MLP probe")
     parser.add_argument("--output", type=Optional[str], default=None, help="also write the results to this JSON file")
     config = parser.parse_args(args)
-    datamodule = parser.instantiate_classes(config).data
+    datamodule = parser.instantiate_classes(config).data.ready()
     results = probe_checkpoint(config.ckpt_path, datamodule, config.probe_seed)
     print(format_probe_table(results))
     if config.output:
@@ -130,7 +57,12 @@ def report(args: list[str]) -> int:
     return run_report(args)
 
 
-EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {"prepare": prepare, "probe": probe, "report": report, "sweep": sweep}
+EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "prepare": prepare,
+    "probe": probe,
+    "report": report,
+    "sweep": sweep,
+}
 
 USAGE = """usage: python -m avdisentangle COMMAND [options]
 
@@ -160,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = DEBUG_FLAG in args or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     args = [arg for arg in args if arg != DEBUG_FLAG]
-    # `main` hands LightningCLI the arguments it parsed from sys.argv; nothing is mixed up.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
         return run_command(args)
     except ExpectedFailure as failure:

@@ -48,7 +48,9 @@ class DivergenceGuard(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pending.clear()
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._batch_idx = batch_idx
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
@@ -75,15 +77,19 @@ class DivergenceGuard(L.Callback):
         raise TrainingDiverged(f"training diverged at {where}, {what}; {remedy(pl_module)}")
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        tensors = [(name, value) for name, value in checkpoint.get("state_dict", {}).items()
-                   if isinstance(value, Tensor) and value.is_floating_point()]
+        tensors = [
+            (name, value)
+            for name, value in checkpoint.get("state_dict", {}).items()
+            if isinstance(value, Tensor) and value.is_floating_point()
+        ]
         bad = [name for name, value in tensors if not torch.isfinite(value).all()]
         if bad:
             shown = ", ".join(bad[:NAMED_PARAMETERS])
             if len(bad) > NAMED_PARAMETERS:
                 shown += f" and {len(bad) - NAMED_PARAMETERS} more"
             raise TrainingDiverged(
-                f"refusing to save a checkpoint with non-finite weights ({len(bad)} of {len(tensors)} tensors: {shown}); "
+                f"refusing to save a checkpoint with non-finite weights ({len(bad)} of {len(tensors)} tensors: "
+                f"{shown}); "
                 f"the run diverged; {remedy(pl_module)}"
             )
 
@@ -91,7 +97,9 @@ class DivergenceGuard(L.Callback):
 def remedy(pl_module: L.LightningModule) -> str:
     """What to try: a lower learning rate, or weaker strategies (each named with its weight now)."""
     lr = pl_module.hparams.get("lr") if hasattr(pl_module, "hparams") else None
-    advice = f"try a lower --model.lr (currently {lr:g})" if isinstance(lr, (int, float)) else "try a lower learning rate"
+    advice = (
+        f"try a lower --model.lr (currently {lr:g})" if isinstance(lr, (int, float)) else "try a lower learning rate"
+    )
     strategies = getattr(pl_module, "attached_strategies", None) or {}
     if strategies:
         weights = ", ".join(f"{name} weight {strategy.weight:g}" for name, strategy in strategies.items())

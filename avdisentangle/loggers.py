@@ -40,4 +40,11 @@ class AutoWandbLogger(WandbLogger):
             mode = os.environ.get("WANDB_MODE")
             offline = mode in ("offline", "dryrun") if mode else not wandb_logged_in()
         os.makedirs(save_dir, exist_ok=True)
-        super().__init__(project=project, save_dir=save_dir, name=name, offline=offline, log_model=log_model and not offline, **kwargs)
+        super().__init__(
+            project=project,
+            save_dir=save_dir,
+            name=name,
+            offline=offline,
+            log_model=log_model and not offline,
+            **kwargs,
+        )

@@ -45,9 +45,11 @@ class PredictionWriter(BasePredictionWriter):
         if predictions and isinstance(predictions[0], list):  # several predict dataloaders: use the first
             predictions = predictions[0]
         if not predictions:
-            raise ExpectedFailure("no clip was predicted, so nothing was written (outputs of earlier runs were removed)")
+            raise ExpectedFailure(
+                "no clip was predicted, so nothing was written (outputs of earlier runs were removed)"
+            )
         merged = {key: torch.cat([p[key] for p in predictions]).numpy() for key in predictions[0]}
-        clips = trainer.predict_dataloaders.dataset.cache.clips
+        clips = trainer.predict_dataloaders.dataset.table.clips
         clip_ids = np.array([clips[row]["clip_id"] for row in merged["index"].tolist()])
         names = list(pl_module.emotion_label_names)
         suffix = f"-rank{trainer.global_rank}" if trainer.world_size > 1 else ""
@@ -65,5 +67,9 @@ class PredictionWriter(BasePredictionWriter):
         writer.writerow(["clip_id", "emotion", *[f"p_{name}" for name in names]])
         for clip_id, probs in zip(clip_ids, merged["emotion_probs"]):
             writer.writerow([clip_id, names[int(probs.argmax())], *[f"{p:.4f}" for p in probs]])
-        atomic_write(self.output_dir / f"predictions{suffix}.csv", lambda handle: handle.write(table.getvalue().encode()))
-        print(f"wrote {len(clip_ids)} predictions to {self.output_dir}/predictions{suffix}.csv and embeddings{suffix}.npz")
+        atomic_write(
+            self.output_dir / f"predictions{suffix}.csv", lambda handle: handle.write(table.getvalue().encode())
+        )
+        print(
+            f"wrote {len(clip_ids)} predictions to {self.output_dir}/predictions{suffix}.csv and embeddings{suffix}.npz"
+        )

@@ -5,21 +5,24 @@ The files in experiments/sweeps/ are ordinary W&B sweep configs (`wandb sweep FI
 (`sweeps`) proposes each run from the history so far, the run is the file's `command` expanded as
 the W&B agent expands it, and the run's final metrics (the LeakageProbe's summary file) go back
 to the engine, so that bayes search learns from them exactly as it would on the server.
+
+One addition to W&B's format: a parameter `{glob: PATTERN}` is a grid over the files that match
+PATTERN (sorted, relative to the working directory, like the command's configs), e.g. every
+strategy config, so a new file joins the sweep by itself. `--print_config` prints the file with
+each glob expanded to `values`, which is what `wandb sweep` accepts.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import glob
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,45 +30,15 @@ import yaml
 from sklearn.exceptions import ConvergenceWarning
 
 from avdisentangle.loggers import wandb_logged_in
-
-with warnings.catch_warnings():
-    # sweeps 0.2 declares pydantic-v1 config; under pydantic 2 that warns at import (see Trial.as_sweep_run)
-    warnings.simplefilter("ignore")
-    import sweeps
+from avdisentangle.sweep_results import FAILED, FINISHED, Trial, sweeps, write_sweep_results
 
 MACROS = ("${env}", "${interpreter}", "${program}", "${args}")
 DEFAULT_COMMAND = list(MACROS)  # what the W&B agent runs for a file without `command`
 STDERR_TAIL_CHARS = 2000
-FINISHED, FAILED = sweeps.RunState.finished.value, sweeps.RunState.failed.value
 
 
 class SweepConfigError(Exception):
     """A sweep file that cannot run: `sweep` prints the reason and exits with status 2."""
-
-
-@dataclass
-class Trial:
-    """One finished or failed run of the sweep, in the form the results table and the engine need."""
-
-    name: str
-    config: dict[str, dict[str, Any]]  # the engine's proposal: {parameter: {"value": value}}
-    state: str  # a sweeps.RunState value: finished or failed
-    seconds: float
-    summary: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {name: spec["value"] for name, spec in self.config.items()}
-
-    def as_sweep_run(self) -> sweeps.SweepRun:
-        """The engine's view of the run; `summaryMetrics` by alias because sweeps 0.2 under
-        pydantic 2 silently drops `summary_metrics=`, and bayes would then never see a metric."""
-        return sweeps.SweepRun(name=self.name, config=self.config, summaryMetrics=self.summary, state=self.state)
-
-    def metric(self, name: str) -> float | None:
-        value = self.summary.get(name)
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def positive_int(text: str) -> int:
@@ -84,9 +57,14 @@ def parse_arguments(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
         epilog="Arguments after `--` are appended to every run, e.g. -- --trainer.max_epochs=3",
     )
     parser.add_argument("file", type=Path, help="a W&B sweep config, e.g. experiments/sweeps/grl.yaml")
-    parser.add_argument("--count", type=positive_int, required=True, help="number of runs (a grid may end sooner)")
-    parser.add_argument("--output", type=Path, help="folder for run-<k>/ and sweep_results.csv (default results/sweeps/<file stem>)")
+    parser.add_argument("--count", type=positive_int, help="number of runs (a grid may end sooner); required to run")
+    parser.add_argument(
+        "--output", type=Path, help="folder for run-<k>/ and sweep_results.csv (default results/sweeps/<file stem>)"
+    )
+    parser.add_argument("--print_config", action="store_true", help="print the config for `wandb sweep` and exit")
     options = parser.parse_args(own)
+    if options.count is None and not options.print_config:
+        parser.error("the following arguments are required: --count")
     options.output = options.output or Path("results/sweeps") / options.file.stem
     return options, extra
 
@@ -101,6 +79,7 @@ def load_sweep_config(path: Path) -> dict[str, Any]:
         raise SweepConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(config, dict):
         raise SweepConfigError(f"{path}: a sweep config is a mapping (method, metric, parameters, command)")
+    config = expand_globs(config, path)
     try:
         violations = sweeps.schema_violations_from_proposed_config(config)
     except ValueError as error:
@@ -111,12 +90,25 @@ def load_sweep_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def expand_globs(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Each parameter `{glob: PATTERN}` as `{values: [the matching files, sorted]}`: a grid over files."""
+    parameters = dict(config.get("parameters") or {})
+    for name, spec in parameters.items():
+        if isinstance(spec, dict) and "glob" in spec:
+            files = sorted(glob.glob(str(spec["glob"])))
+            if not files:
+                raise SweepConfigError(f"{path}: no file matches {spec['glob']!r} (parameter {name}) from {Path.cwd()}")
+            parameters[name] = {**{key: value for key, value in spec.items() if key != "glob"}, "values": files}
+    return {**config, "parameters": parameters} if parameters else config
+
+
 def check_command(config: dict[str, Any], path: Path) -> None:
     """Refuse, before running anything, a command that this runner would expand differently from W&B."""
     command = [str(token) for token in config.get("command", DEFAULT_COMMAND)]
     unknown = [token for token in command if "${" in token and token not in MACROS]
     if unknown:
-        raise SweepConfigError(f"{path}: `sweep` expands only {', '.join(MACROS)} in command, not {', '.join(unknown)}")
+        expands, found = ", ".join(MACROS), ", ".join(unknown)
+        raise SweepConfigError(f"{path}: `sweep` expands only {expands} in command, not {found}")
     if "${program}" in command and "program" not in config:
         raise SweepConfigError(f"{path}: command uses ${{program}} but the file sets no program")
 
@@ -154,7 +146,9 @@ def run_environment() -> dict[str, str]:
     return env
 
 
-def run_trial(name: str, proposal: dict[str, dict[str, Any]], command: list[str], run_dir: Path, env: dict[str, str]) -> Trial:
+def run_trial(
+    name: str, proposal: dict[str, dict[str, Any]], command: list[str], run_dir: Path, env: dict[str, str]
+) -> Trial:
     """Run one proposal; a crash or a missing summary is a failed trial with its stderr tail, never an exception."""
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a previous sweep's run-<k>: its summary must not pass for this run's
@@ -164,14 +158,16 @@ def run_trial(name: str, proposal: dict[str, dict[str, Any]], command: list[str]
         try:
             code = subprocess.run(command, stdout=stdout, stderr=stderr, env=env).returncode
         except OSError as error:
-            return Trial(name, proposal, FAILED, time.monotonic() - started, error=f"could not start {command[0]}: {error}")
+            message = f"could not start {command[0]}: {error}"
+            return Trial(name, proposal, FAILED, time.monotonic() - started, error=message)
     seconds = time.monotonic() - started
     summary_file = run_dir / "summary.json"
     if code != 0:
         tail = (run_dir / "stderr.log").read_text()[-STDERR_TAIL_CHARS:]
         return Trial(name, proposal, FAILED, seconds, error=f"exit status {code}\n{tail}".strip())
     if not summary_file.is_file():
-        return Trial(name, proposal, FAILED, seconds, error=f"exited 0 without writing {summary_file} (leakage probe off?)")
+        message = f"exited 0 without writing {summary_file} (leakage probe off?)"
+        return Trial(name, proposal, FAILED, seconds, error=message)
     return Trial(name, proposal, FINISHED, seconds, summary=json.loads(summary_file.read_text()))
 
 
@@ -179,75 +175,19 @@ def propose(config: dict[str, Any], trials: list[Trial]) -> dict[str, dict[str, 
     """The engine's next proposal given every trial so far; None when a grid is exhausted."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # bayes fits a GP to a few points; the server hides this too
+            # bayes fits a GP to a few points; the server hides this warning too
+            warnings.simplefilter("ignore", ConvergenceWarning)
             run = sweeps.next_run(config, [trial.as_sweep_run() for trial in trials])
     except ValueError as error:
         raise SweepConfigError(f"the sweep engine rejects this config: {error}") from None
     return None if run is None else run.config
 
 
-def ranked(trials: list[Trial], metric: dict[str, Any] | None) -> list[Trial]:
-    """Best first by the sweep's metric and goal (W&B's default goal: minimize); runs without it last."""
-    if not metric:
-        return list(trials)
-    sign = -1.0 if metric.get("goal") == "maximize" else 1.0
-
-    def key(trial: Trial) -> tuple[bool, float]:
-        value = trial.metric(metric["name"])
-        return (value is None, 0.0 if value is None else sign * value)
-
-    return sorted(trials, key=key)
-
-
-def cell(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(trials: list[Trial], metric_name: str | None) -> str:
-    """The ranking at a glance: metric, parameters, duration, and why a run failed."""
-    params = list(trials[0].params) if trials else []
-    header = ["run", "state", *([metric_name] if metric_name else []), *params, "seconds", "error"]
-    rows = [
-        [
-            trial.name,
-            trial.state,
-            *([cell(trial.summary.get(metric_name, ""))] if metric_name else []),
-            *(cell(trial.params.get(name, "")) for name in params),
-            f"{trial.seconds:.0f}",
-            trial.error.splitlines()[-1][:120] if trial.error else "",
-        ]
-        for trial in trials
-    ]
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(str(part).replace("|", "\\|") for part in line) + " |" for line in lines)
-
-
-def write_csv(trials: list[Trial], metric_name: str | None, path: Path) -> None:
-    """Every parameter and every final metric of every run, for plots and further analysis."""
-    params = list(trials[0].params) if trials else []
-    metrics = sorted({name for trial in trials for name in trial.summary} - {metric_name})
-    header = ["run", "state", *([metric_name] if metric_name else []), *params, "seconds", *metrics, "error"]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        for trial in trials:
-            writer.writerow({"run": trial.name, "state": trial.state, "seconds": round(trial.seconds, 1), "error": trial.error, **trial.params, **trial.summary})
-
-
-def write_results(trials: list[Trial], metric: dict[str, Any] | None, output: Path) -> str:
-    """Rewrite sweep_results.csv and .md (after every run, so an interrupted sweep keeps its results)."""
-    metric_name = metric["name"] if metric else None
-    ordered = ranked(trials, metric)
-    write_csv(ordered, metric_name, output / "sweep_results.csv")
-    table = markdown_table(ordered, metric_name)
-    (output / "sweep_results.md").write_text(table + "\n")
-    return table
-
-
 def progress(trial: Trial, metric_name: str | None, run_dir: Path) -> str:
     if trial.state == FINISHED:
         value = trial.metric(metric_name) if metric_name else None
-        return f"{trial.name} finished in {trial.seconds:.0f}s" + (f": {metric_name} = {value:.4f}" if value is not None else "")
+        shown = f": {metric_name} = {value:.4f}" if value is not None else ""
+        return f"{trial.name} finished in {trial.seconds:.0f}s{shown}"
     return f"{trial.name} FAILED in {trial.seconds:.0f}s: {trial.error.splitlines()[-1]} (see {run_dir / 'stderr.log'})"
 
 
@@ -267,7 +207,7 @@ def run_sweep(config: dict[str, Any], count: int, output: Path, extra: list[str]
         print(f"[{k}/{count}] {name}: {' '.join(args_macro(proposal))}", flush=True)
         trials.append(run_trial(name, proposal, command, run_dir, env))
         print(f"[{k}/{count}] {progress(trials[-1], metric_name, run_dir)}", flush=True)
-        write_results(trials, metric, output)
+        write_sweep_results(trials, metric, output)
     return trials
 
 
@@ -277,6 +217,9 @@ def sweep(args: list[str]) -> int:
     options, extra = parse_arguments(args)
     try:
         config = load_sweep_config(options.file)
+        if options.print_config:
+            print(yaml.safe_dump(config, sort_keys=False), end="")
+            return 0
         print(f"sweep {options.file} ({config['method']}, {options.count} runs) -> {options.output}/", flush=True)
         if extra:
             print(f"every run also gets: {' '.join(extra)}", flush=True)
@@ -288,6 +231,6 @@ def sweep(args: list[str]) -> int:
         print(f"\ninterrupted; the finished runs are in {options.output / 'sweep_results.md'}", file=sys.stderr)
         return 130
     if trials:
-        print("\n" + write_results(trials, config.get("metric"), options.output))
+        print("\n" + write_sweep_results(trials, config.get("metric"), options.output))
     print(f"\nresults: {options.output / 'sweep_results.csv'} and {options.output / 'sweep_results.md'}")
     return 0 if any(trial.state == FINISHED for trial in trials) else 1

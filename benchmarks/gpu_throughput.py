@@ -29,12 +29,11 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-from avdisentangle.data.cache import FeatureCache, PrepareSummary, read_summary
+from avdisentangle.data.cache import FeatureCache
+from avdisentangle.data.corpora.cremad import CLIP_COUNT as CREMAD_CLIPS
 from avdisentangle.data.datamodule import AVDataModule
-from avdisentangle.data.features import FeatureConfig
 from avdisentangle.models.multitask import MultitaskAVModule
 
-CREMAD_CLIPS = 7442
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
@@ -46,34 +45,26 @@ def tile_cache(source: Path, target: Path, clips: int, copies_per_speaker: int) 
     repeat = np.arange(clips) // len(cache.clips)
     target.mkdir(parents=True)
     for name, array in (("audio", cache.audio), ("video", cache.video)):
-        tiled = np.lib.format.open_memmap(target / f"{name}.npy", mode="w+", dtype=array.dtype, shape=(clips, *array.shape[1:]))
+        tiled = np.lib.format.open_memmap(
+            target / f"{name}.npy", mode="w+", dtype=array.dtype, shape=(clips, *array.shape[1:])
+        )
         for start in range(0, clips, 1024):
             tiled[start : start + 1024] = array[rows[start : start + 1024]]
         tiled.flush()
     with (target / "clips.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(cache.clips[0]))
         writer.writeheader()
+        speakers = set()
         for row, copy in zip(rows, repeat):
             clip = dict(cache.clips[row])
             clip["clip_id"] = f"{clip['clip_id']}-{copy}"
             clip["speaker"] = f"{clip['speaker']}-{copy % copies_per_speaker}"
+            speakers.add(clip["speaker"])
             writer.writerow(clip)
     shutil.copy(source / "refused.csv", target / "refused.csv")
-    (target / "meta.json").write_text(json.dumps({**cache.meta, "kept": clips, "tiled_from": str(source)}))
+    meta = {**cache.meta, "kept": clips, "speakers": sorted(speakers), "tiled_from": str(source)}
+    (target / "meta.json").write_text(json.dumps(meta))
     return target
-
-
-class FinishedCache(AVDataModule):
-    """The DataModule over a cache that is already built, with no corpus behind it (its feature
-    settings, which give the model its video channels, are read from the cache)."""
-
-    def __init__(self, cache_path: Path, **kwargs):
-        features = FeatureConfig(**json.loads((cache_path / "meta.json").read_text())["features"])
-        super().__init__(features=features, **kwargs)
-        self.cache_path = cache_path
-
-    def prepare_data(self) -> PrepareSummary:
-        return read_summary(self.cache_path)
 
 
 def synchronize() -> None:
@@ -119,8 +110,9 @@ def time_epochs(datamodule: AVDataModule, accelerator: str, precision: str, epoc
     model = MultitaskAVModule.for_data(datamodule)
     clock = EpochClock()
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, precision=precision, max_epochs=1 + epochs, limit_val_batches=0, num_sanity_val_steps=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
+        accelerator=accelerator, devices=1, precision=precision, max_epochs=1 + epochs,
+        limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
     )
     trainer.fit(model, datamodule=datamodule)
     return float(np.median(clock.seconds)), float(np.mean(clock.utilisation)) if clock.utilisation else math.nan
@@ -128,8 +120,10 @@ def time_epochs(datamodule: AVDataModule, accelerator: str, precision: str, epoc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source-cache", type=Path, default=None, help="a finished cache to tile (default: the built-in corpus')")
-    parser.add_argument("--clips", type=int, default=CREMAD_CLIPS, help="training clips per epoch (CREMA-D: 7,442)")
+    parser.add_argument("--source-cache", type=Path, default=None,
+                        help="a finished cache to tile (default: the built-in corpus')")
+    parser.add_argument("--clips", type=int, default=CREMAD_CLIPS,
+                        help=f"training clips per epoch (CREMA-D: {CREMAD_CLIPS:,})")
     parser.add_argument("--accelerator", default="gpu", choices=["gpu", "cpu"], help="cpu only for a smoke run")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--loader-workers", type=int, default=0)
@@ -144,29 +138,31 @@ def main() -> None:
     if source is None:
         default = AVDataModule(progress=False)
         default.prepare_data()
-        source = default.cache_path
+        source = default.cache_location()
     val_fraction = test_fraction = 0.15
     clips = math.ceil(args.clips / (1 - val_fraction - test_fraction))
     workdir = Path(tempfile.mkdtemp())
     try:
         tiled = tile_cache(source, workdir / "tiled", clips, copies_per_speaker=9)
         device = torch.cuda.get_device_name() if args.accelerator == "gpu" else platform.processor() or "CPU"
-        print(f"{device} | torch {torch.__version__} | lightning {L.__version__} | "
-              f"CUDA {torch.version.cuda} | cuDNN {torch.backends.cudnn.version()} | Python {platform.python_version()}")
+        print(f"{device} | torch {torch.__version__} | lightning {L.__version__} | CUDA {torch.version.cuda} | "
+              f"cuDNN {torch.backends.cudnn.version()} | Python {platform.python_version()}")
         print(f"cache: {clips} clips tiled from {source}; loader_workers={args.loader_workers}")
         print(f"{'batch':>5} {'precision':<12} {'clips/s':>9} {'epoch s':>8} {'vs 32':>6} {'GPU util %':>10}")
         for batch_size in args.batch_sizes:
-            datamodule = FinishedCache(tiled, batch_size=batch_size, loader_workers=args.loader_workers,
-                                       val_fraction=val_fraction, test_fraction=test_fraction)
-            datamodule.setup("fit")
+            datamodule = AVDataModule.from_cache(tiled, batch_size=batch_size, loader_workers=args.loader_workers,
+                                                 val_fraction=val_fraction, test_fraction=test_fraction)
+            datamodule.ready()
             train_clips = len(datamodule.splits["train"])
             baseline = None
             for precision in args.precisions:
                 seconds, utilisation = time_epochs(datamodule, args.accelerator, precision, args.epochs)
                 baseline = baseline or seconds
-                print(f"{batch_size:>5} {precision:<12} {train_clips / seconds:>9.0f} {seconds * args.clips / train_clips:>8.2f} "
+                epoch_seconds = seconds * args.clips / train_clips
+                print(f"{batch_size:>5} {precision:<12} {train_clips / seconds:>9.0f} {epoch_seconds:>8.2f} "
                       f"{baseline / seconds:>6.2f} {utilisation:>10.0f}", flush=True)
-        print(f"epoch s = one epoch of {args.clips} training clips (CREMA-D: {CREMAD_CLIPS}), median of {args.epochs}, validation excluded; goal < 10 s")
+        print(f"epoch s = one epoch of {args.clips} training clips (CREMA-D: {CREMAD_CLIPS}), "
+              f"median of {args.epochs}, validation excluded; goal < 10 s")
     finally:
         shutil.rmtree(workdir)
 

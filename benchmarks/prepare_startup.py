@@ -46,12 +46,14 @@ from pathlib import Path
 
 # Spawned workers run this script again (as __mp_main__): keep module-level imports light.
 import avdisentangle.data.cache as cache
-from avdisentangle.data.corpora.cremad import EMOTIONS, SENTENCES, parse_name
-from avdisentangle.data.features import FeatureConfig, load_face_detector
+import avdisentangle.data.extraction as extraction
+from avdisentangle.data.corpora.cremad import CLIP_COUNT as CREMAD_CLIPS
+from avdisentangle.data.corpora.cremad import EMOTION_BY_CODE, EMOTION_CODES, SENTENCE_CODES, parse_name
+from avdisentangle.data.faces import load_face_detector
+from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.records import ClipRecord, CorpusListing
 
 REPO = Path(__file__).resolve().parents[1]
-CREMAD_CLIPS = 7442
 ACTORS = range(1001, 1092)
 
 
@@ -61,8 +63,8 @@ def cremad_names(count: int = CREMAD_CLIPS, seed: int = 0) -> list[str]:
     names = [
         f"{actor}_{sentence}_{emotion}_{level}"
         for actor in ACTORS
-        for sentence in SENTENCES
-        for emotion in EMOTIONS
+        for sentence in SENTENCE_CODES
+        for emotion in EMOTION_CODES
         for level in (("LO", "MD", "HI") if sentence == "IEO" and emotion != "NEU" else ("XX",))
     ]
     return sorted(random.Random(seed).sample(names, count))
@@ -86,7 +88,7 @@ def unchecked_listing(root: Path) -> CorpusListing:
     clips = []
     for wav in sorted((root / "AudioWAV").glob("*.wav")):
         actor, sentence, emotion, level = parse_name(wav.stem)
-        clips.append(ClipRecord(wav.stem, wav, root / "VideoFlash" / f"{wav.stem}.flv", actor, EMOTIONS[emotion],
+        clips.append(ClipRecord(wav.stem, wav, root / "VideoFlash" / f"{wav.stem}.flv", actor, EMOTION_BY_CODE[emotion],
                                 {"sentence": sentence, "level": level}))
     return CorpusListing(clips, [])
 
@@ -102,7 +104,7 @@ def before_init_pool_worker() -> None:
     from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
-    cache._detector = load_face_detector()
+    extraction._detector = load_face_detector()
     librosa.feature.melspectrogram(y=np.zeros(4096, dtype=np.float32), sr=16000, n_fft=512, hop_length=160)
     threadpool_limits(1)
 
@@ -111,7 +113,7 @@ def before_run_chunks(todo, config: FeatureConfig, num_workers: int):
     if num_workers <= 0 or len(todo) <= 1:
         raise SystemExit("the benchmark measures the pool: use --workers >= 1 and a corpus of several chunks")
     with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"), initializer=before_init_pool_worker) as pool:
-        futures = [(start, pool.submit(cache.process_chunk, clips, config)) for start, clips in todo]
+        futures = [(start, pool.submit(extraction.process_chunk, clips, config)) for start, clips in todo]
         for start, future in futures:
             yield start, future.result()
 
@@ -123,7 +125,6 @@ def measure(variant: str, corpus: str, root: Path, workers: int) -> dict:
     listing = unchecked_listing(root)
     if variant == "before":
         cache.run_chunks = before_run_chunks
-    features = FeatureConfig()
     writes: list[tuple[float, float, int]] = []  # (finished at, seconds spent, clips) per part
     stages: dict[str, float] = {}
     write_part, consolidate = cache.write_part, cache.consolidate
@@ -145,7 +146,7 @@ def measure(variant: str, corpus: str, root: Path, workers: int) -> dict:
     try:
         before_times, started = os.times(), time.perf_counter()
         summary = cache.build_cache(
-            listing, features, cache_root / "cache", corpus="cremad", num_workers=workers, progress=False
+            listing, FeatureConfig(), cache_root / "cache", corpus="cremad", num_workers=workers, progress=False
         )
         wall, after_times = time.perf_counter() - started, os.times()
     finally:
@@ -177,9 +178,8 @@ def measure(variant: str, corpus: str, root: Path, workers: int) -> dict:
 
 def run_measurement(variant: str, corpus: str, root: Path, workers: int, cold_numba: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    numba_cache = None
-    if cold_numba:
-        numba_cache = tempfile.mkdtemp(prefix="numba-cold-")
+    numba_cache = tempfile.mkdtemp(prefix="numba-cold-") if cold_numba else None
+    if numba_cache:
         env["NUMBA_CACHE_DIR"] = numba_cache
     try:
         out = subprocess.run(
@@ -253,7 +253,6 @@ def main() -> None:
         return
 
     from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
-
     work = Path(tempfile.mkdtemp(prefix="prepare-startup-"))
     try:
         small = SyntheticConfig(num_speakers=4, clips_per_speaker=12)
@@ -267,13 +266,15 @@ def main() -> None:
         print(" ".join(align(heading, width) for heading, width, _ in COLUMNS))
         for corpus, root in corpora.items():
             for variant in ("before", "after"):
-                runs = [run_measurement(variant, corpus, root, args.workers, args.cold_numba) for _ in range(args.repeats)]
+                runs = [run_measurement(variant, corpus, root, args.workers, args.cold_numba)
+                        for _ in range(args.repeats)]
                 print(table_row(runs), flush=True)
         print(LEGEND)
         if args.skip_commands:
             return
         old_script = work / "avdisentangle-before"
-        old_script.write_text("import sys\nfrom avdisentangle.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n")
+        old_script.write_text("import sys\nfrom avdisentangle.cli import main\n"
+                              "if __name__ == '__main__':\n    sys.exit(main())\n")
         console_script = Path(sys.executable).parent / "avdisentangle"
         commands = {"python -m avdisentangle prepare": [sys.executable, "-m", "avdisentangle"]}
         if console_script.exists():

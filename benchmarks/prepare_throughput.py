@@ -19,12 +19,13 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from avdisentangle.data.cache import build_cache, cache_dir_for, init_pool_worker
+from avdisentangle.data.cache import build_cache, cache_dir_for
 from avdisentangle.data.corpora import read_corpus
-from avdisentangle.data.features import FeatureConfig, open_video
+from avdisentangle.data.corpora.cremad import CLIP_COUNT as CREMAD_CLIPS
+from avdisentangle.data.extraction import init_pool_worker
+from avdisentangle.data.faces import open_video
+from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
-
-CREMAD_CLIPS = 7442
 
 
 def decode_all(path: str) -> int:
@@ -95,12 +96,15 @@ def main() -> None:
 
     clips = len(videos)
     decode_steady, prepare_steady = decode_seconds - decode_startup, prepare_seconds - prepare_startup
-    print(f"corpus: {clips} clips, {frames} frames, {args.width}x{args.height} @ {args.fps} fps; {args.workers} workers; prepare kept {summary.kept}")
+    print(f"corpus: {clips} clips, {frames} frames, {args.width}x{args.height} @ {args.fps} fps; "
+          f"{args.workers} workers; prepare kept {summary.kept}")
     print(f"{'':34} {'clips/s':>8} {'frames/s':>9} {'seconds':>8}")
-    for name, seconds in (("decode only, whole run", decode_seconds), ("prepare, whole run", prepare_seconds),
-                          ("decode only, start-up excluded", decode_steady), ("prepare, start-up excluded", prepare_steady)):
+    rows = (("decode only, whole run", decode_seconds), ("prepare, whole run", prepare_seconds),
+            ("decode only, start-up excluded", decode_steady), ("prepare, start-up excluded", prepare_steady))
+    for name, seconds in rows:
         print(f"{name:34} {clips / seconds:8.1f} {frames / seconds:9.0f} {seconds:8.1f}")
-    print(f"worker start-up: decode {decode_startup:.1f} s, prepare {prepare_startup:.1f} s (imports, Haar cascade, librosa warm-up)")
+    print(f"worker start-up: decode {decode_startup:.1f} s, prepare {prepare_startup:.1f} s "
+          f"(imports, Haar cascade, librosa warm-up)")
     print(f"ratio prepare/decode speed: {decode_seconds / prepare_seconds:.2f} whole run, "
           f"{decode_steady / prepare_steady:.2f} start-up excluded (goal 0.70)")
     estimate = prepare_startup + CREMAD_CLIPS * prepare_steady / clips

@@ -24,9 +24,13 @@ from threadpoolctl import threadpool_limits
 
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 from avdisentangle.evaluation.probe import make_probe
-from avdisentangle.evaluation.report import execute, plan_runs, prepare_benchmark, Profile
+from avdisentangle.evaluation.report import Profile, execute, plan_runs, prepare_benchmark
 
-CONFIGS = ["experiments/configs/base.yaml", "experiments/configs/data/benchmark.yaml", "experiments/configs/report/quick.yaml"]
+CONFIGS = [
+    "experiments/configs/base.yaml",
+    "experiments/configs/data/benchmark.yaml",
+    "experiments/configs/report/quick.yaml",
+]
 
 
 def timed(function, *args, **kwargs) -> float:
@@ -40,8 +44,10 @@ def corpus_writing(clips: int, workers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         one = timed(generate_corpus, Path(tmp) / "one", config, progress=False)
         many = timed(generate_corpus, Path(tmp) / "many", config, progress=False, workers=workers)
-    print(f"corpus, {config.num_speakers * config.clips_per_speaker} clips: 1 process {one:.1f} s, "
-          f"{workers} processes {many:.1f} s ({one / many:.2f}x)")
+    print(
+        f"corpus, {config.num_speakers * config.clips_per_speaker} clips: 1 process {one:.1f} s, "
+        f"{workers} processes {many:.1f} s ({one / many:.2f}x)"
+    )
 
 
 def probe_fitting(repeats: int = 3) -> None:
@@ -56,7 +62,10 @@ def probe_fitting(repeats: int = 3) -> None:
     default = statistics.median(timed(fit) for _ in range(repeats))
     with threadpool_limits(limits=1):
         single = statistics.median(timed(fit) for _ in range(repeats))
-    print(f"MLP probe fit (median of {repeats}): default BLAS threads {default:.2f} s, one thread {single:.2f} s ({default / single:.1f}x)")
+    print(
+        f"MLP probe fit (median of {repeats}): default BLAS threads {default:.2f} s, one thread {single:.2f} s "
+        f"({default / single:.1f}x)"
+    )
 
 
 def report_runs(runs: int, epochs: int) -> None:
@@ -67,8 +76,10 @@ def report_runs(runs: int, epochs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sequential = timed(execute, specs, CONFIGS, Path(tmp) / "seq", extra, 1)
         side_by_side = timed(execute, specs, CONFIGS, Path(tmp) / "par", extra, 2)
-    print(f"{len(specs)} report runs of {epochs} epochs: one after another {sequential:.1f} s, "
-          f"2 side by side {side_by_side:.1f} s ({sequential / side_by_side:.2f}x)")
+    print(
+        f"{len(specs)} report runs of {epochs} epochs: one after another {sequential:.1f} s, "
+        f"2 side by side {side_by_side:.1f} s ({sequential / side_by_side:.2f}x)"
+    )
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from avdisentangle.data.corpora.cremad import CLIP_COUNT as CREMAD_CLIPS
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.models.multitask import MultitaskAVModule
 
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     datamodule = AVDataModule(batch_size=args.batch_size, loader_workers=args.loader_workers, progress=False)
-    datamodule.setup("fit")
+    datamodule.ready()
     torch.manual_seed(0)
     model = MultitaskAVModule.for_data(datamodule)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -59,13 +60,18 @@ def main() -> None:
     cache = datamodule.cache
     clip_bytes = (cache.audio.nbytes + cache.video.nbytes) / len(cache.clips)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"train split: {len(datamodule.splits['train'])} clips, batch {args.batch_size}, {args.epochs} epochs, "
-          f"{torch.get_num_threads()} threads, loader_workers={args.loader_workers}")
+    print(
+        f"train split: {len(datamodule.splits['train'])} clips, batch {args.batch_size}, {args.epochs} epochs, "
+        f"{torch.get_num_threads()} threads, loader_workers={args.loader_workers}"
+    )
     print(f"through the DataModule : {cached[0] / cached[1]:7.2f} steps/s")
     print(f"batches in memory      : {memory[0] / memory[1]:7.2f} steps/s")
     print(f"ratio (loader/memory)  : {(cached[0] / cached[1]) / (memory[0] / memory[1]):.3f}")
-    print(f"cache: {clip_bytes / 1024:.1f} KiB per clip -> {clip_bytes * 7442 / 2**30:.2f} GiB for CREMA-D's 7,442 clips "
-          f"(features {datamodule.features.audio_shape} audio, {datamodule.features.video_shape} video)")
+    print(
+        f"cache: {clip_bytes / 1024:.1f} KiB per clip -> {clip_bytes * CREMAD_CLIPS / 2**30:.2f} GiB for CREMA-D's "
+        f"{CREMAD_CLIPS:,} clips "
+        f"(features {datamodule.features.audio_shape} audio, {datamodule.features.video_shape} video)"
+    )
     print(f"peak RSS: {peak_rss_mb:.0f} MiB")
 
 

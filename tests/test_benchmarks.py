@@ -23,14 +23,20 @@ def load_benchmark(name: str):
 
 def test_tiled_cache_repeats_rows_as_new_speakers_and_trains(tiny_corpus, tmp_path, single_thread):
     gpu = load_benchmark("gpu_throughput")
-    source = AVDataModule(root=str(tiny_corpus), synthetic=TINY_SYNTHETIC, features=TINY_FEATURES,
-                          cache_dir=str(tmp_path / "cache"), num_workers=0, progress=False)
-    source.setup("fit")
+    source = AVDataModule(
+        root=str(tiny_corpus),
+        synthetic=TINY_SYNTHETIC,
+        features=TINY_FEATURES,
+        cache_dir=str(tmp_path / "cache"),
+        num_workers=0,
+        progress=False,
+    )
+    source.ready()
     clips = len(source.cache.clips)
-    tiled = gpu.tile_cache(source.cache_path, tmp_path / "tiled", clips=2 * clips, copies_per_speaker=2)
+    tiled = gpu.tile_cache(source.cache.path, tmp_path / "tiled", clips=2 * clips, copies_per_speaker=2)
 
-    datamodule = gpu.FinishedCache(tiled, batch_size=8)
-    datamodule.setup("fit")
+    datamodule = AVDataModule.from_cache(tiled, batch_size=8)
+    datamodule.ready()
     assert len(datamodule.cache.clips) == 2 * clips
     assert datamodule.features == TINY_FEATURES  # read from the cache
     assert datamodule.num_speakers == 2 * source.num_speakers

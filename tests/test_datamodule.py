@@ -21,7 +21,7 @@ def datamodule(tiny_corpus, tmp_path_factory):
         num_workers=0,
         progress=False,
     )
-    dm.setup("fit")
+    dm.ready()
     return dm
 
 
@@ -66,11 +66,15 @@ def test_speaker_folds_test_every_speaker_once_and_never_share_a_speaker():
         splits = make_splits(speakers, emotions, "speaker_folds", 0.2, 0.15, seed=3, num_folds=4, fold=fold)
         assert np.array_equal(np.sort(np.concatenate([splits[n] for n in ("train", "val", "test")])), np.arange(50))
         sets = {name: set(speakers[splits[name]].tolist()) for name in ("train", "val", "test")}
-        assert all(sets.values()) and not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])
+        assert all(sets.values()) and not (
+            sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"]
+        )
         assert len(sets["val"]) == 2  # round(0.2 * 10)
         tested += sorted(sets["test"])
     assert sorted(tested) == list(range(10))  # every speaker held out exactly once
-    first_folds = {tuple(make_splits(speakers, emotions, "speaker_folds", 0.2, 0.15, seed=s, fold=0)["test"]) for s in range(5)}
+    first_folds = {
+        tuple(make_splits(speakers, emotions, "speaker_folds", 0.2, 0.15, seed=s, fold=0)["test"]) for s in range(5)
+    }
     assert len(first_folds) > 1  # the seed deals the speakers
 
 
@@ -85,7 +89,16 @@ def test_speaker_folds_test_every_speaker_once_and_never_share_a_speaker():
 )
 def test_bad_folds_name_the_valid_range(num_folds, fold, message):
     with pytest.raises(ValueError, match=message):
-        make_splits(np.repeat(np.arange(10), 2), np.zeros(20, int), "speaker_folds", 0.15, 0.15, seed=0, num_folds=num_folds, fold=fold)
+        make_splits(
+            np.repeat(np.arange(10), 2),
+            np.zeros(20, int),
+            "speaker_folds",
+            0.15,
+            0.15,
+            seed=0,
+            num_folds=num_folds,
+            fold=fold,
+        )
     if num_folds <= 10:  # the number of speakers is known only when splitting
         with pytest.raises(ValueError, match=message):
             AVDataModule(split="speaker_folds", num_folds=num_folds, fold=fold)
@@ -95,10 +108,17 @@ def test_speaker_folds_through_the_datamodule(tiny_corpus, datamodule):
     tested = []
     for fold in range(4):
         dm = AVDataModule(
-            root=str(tiny_corpus), synthetic=TINY_SYNTHETIC, features=TINY_FEATURES, cache_dir=str(datamodule.cache_root),
-            split="speaker_folds", num_folds=4, fold=fold, num_workers=0, progress=False,
+            root=str(tiny_corpus),
+            synthetic=TINY_SYNTHETIC,
+            features=TINY_FEATURES,
+            cache_dir=str(datamodule.cache_root),
+            split="speaker_folds",
+            num_folds=4,
+            fold=fold,
+            num_workers=0,
+            progress=False,
         )
-        dm.setup("fit")
+        dm.ready()
         sets = [set(dm.speaker_ids[dm.splits[name]].tolist()) for name in ("train", "val", "test")]
         assert all(sets) and len(set.union(*sets)) == sum(map(len, sets)) == 4
         tested += sorted(sets[2])
@@ -159,8 +179,12 @@ def test_concurrent_prepares_build_one_cache(tiny_corpus, tmp_path):
 
     def prepare(_):
         dm = AVDataModule(
-            root=str(tiny_corpus), synthetic=TINY_SYNTHETIC, features=TINY_FEATURES, cache_dir=str(tmp_path),
-            num_workers=0, progress=False,
+            root=str(tiny_corpus),
+            synthetic=TINY_SYNTHETIC,
+            features=TINY_FEATURES,
+            cache_dir=str(tmp_path),
+            num_workers=0,
+            progress=False,
         )
         return dm.prepare_data()
 

@@ -11,13 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_cli import fit_args, metrics_rows, run
+from tests.helpers import fit_args, metrics_rows, run
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or sys.platform != "linux", reason="needs torch.distributed (gloo)"
 )
 
-SYNCED = ("test/emotion/uar", "test/emotion/wa", "test/emotion/f1", "test/speaker/uar", "test/speaker/wa", "test/speaker/f1")
+SYNCED = (
+    "test/emotion/uar",
+    "test/emotion/wa",
+    "test/emotion/f1",
+    "test/speaker/uar",
+    "test/speaker/wa",
+    "test/speaker/f1",
+)
 COMMON = ["--leakage_probe.enabled=false", "--trainer.accelerator=cpu", "--trainer.max_epochs=8"]
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2"]
 # The same global batch of 8 clips: one process of 8, or two of 4 whose gradients DDP averages.
@@ -63,7 +70,16 @@ def test_ddp_evaluation_counts_every_clip_once(tiny_corpus, fitted, tmp_path):
     # The test split has 7 clips: a padding sampler would count one of them twice on 2 processes.
     results = {}
     for name, extra in (("single", ["--trainer.devices=1"]), ("ddp", DDP)):
-        args = fit_args(tiny_corpus, tmp_path, *COMMON, "--trainer.logger=false", *extra, f"--ckpt_path={last}", strategy="none", command="test")
+        args = fit_args(
+            tiny_corpus,
+            tmp_path,
+            *COMMON,
+            "--trainer.logger=false",
+            *extra,
+            f"--ckpt_path={last}",
+            strategy="none",
+            command="test",
+        )
         tested = run(args, tmp_path)
         assert tested.returncode == 0, tested.stderr[-3000:]
         results[name] = printed_metrics(tested.stdout)

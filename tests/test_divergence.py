@@ -14,7 +14,7 @@ from avdisentangle.cli import run_lightning
 from avdisentangle.divergence import DivergenceGuard, TrainingDiverged
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.strategies import GradientReversalStrategy
-from tests.test_cli import fit_args
+from tests.helpers import fit_args
 
 
 def finite_checkpoint(path) -> bool:
@@ -26,8 +26,15 @@ def test_a_diverging_fit_stops_at_the_first_non_finite_loss(tiny_corpus, tmp_pat
     monkeypatch.chdir(tmp_path)  # anything a run writes to its cwd stays in the test's folder
     monkeypatch.setattr(sys, "argv", ["avdisentangle"])  # LightningCLI warns when pytest's own arguments are there
     summary = tmp_path / "summary.json"
-    args = fit_args(tiny_corpus, tmp_path, "--model.lr=1e9", "--trainer.max_epochs=1", "--trainer.logger=false",
-                    f"--leakage_probe.summary_file={summary}", strategy="grl")
+    args = fit_args(
+        tiny_corpus,
+        tmp_path,
+        "--model.lr=1e9",
+        "--trainer.max_epochs=1",
+        "--trainer.logger=false",
+        f"--leakage_probe.summary_file={summary}",
+        strategy="grl",
+    )
     with pytest.raises(TrainingDiverged) as raised:
         run_lightning(args[3:])  # without "python -m avdisentangle"
     message = str(raised.value)
@@ -49,7 +56,9 @@ def guarded_module() -> MultitaskAVModule:
 
 def test_the_guard_names_the_first_bad_micro_batch_and_passes_finite_steps():
     model, guard = guarded_module(), DivergenceGuard()
-    trainer = SimpleNamespace(current_epoch=2, global_step=17, strategy=SimpleNamespace(reduce=lambda tensor, reduce_op: tensor))
+    trainer = SimpleNamespace(
+        current_epoch=2, global_step=17, strategy=SimpleNamespace(reduce=lambda tensor, reduce_op: tensor)
+    )
     finite = {"emotion/ce": torch.tensor(1.0), "speaker/ce": torch.tensor(0.5), "grl/adversary_ce": torch.tensor(0.1)}
 
     def micro_batch(batch_idx: int, terms: dict) -> None:
@@ -62,10 +71,13 @@ def test_the_guard_names_the_first_bad_micro_batch_and_passes_finite_steps():
     micro_batch(5, finite)
     micro_batch(6, {**finite, "grl/adversary_ce": torch.tensor(float("inf"))})  # accumulated: checked with batch 7
     micro_batch(7, {**finite, "emotion/ce": torch.tensor(float("nan"))})
-    with pytest.raises(TrainingDiverged, match=r"^training diverged at epoch 2, global step 17, batch 6: "
-                                               r"non-finite loss terms grl/adversary_ce=inf; try a lower --model.lr "
-                                               r"\(currently 0.5\) or a smaller weight of the attached strategies "
-                                               r"\(grl weight 0.25\)$"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"^training diverged at epoch 2, global step 17, batch 6: "
+        r"non-finite loss terms grl/adversary_ce=inf; try a lower --model.lr "
+        r"\(currently 0.5\) or a smaller weight of the attached strategies "
+        r"\(grl weight 0.25\)$",
+    ):
         guard.on_before_optimizer_step(trainer, model, None)
 
 
@@ -79,4 +91,6 @@ def test_the_guard_refuses_to_save_a_checkpoint_with_a_nan_weight():
         guard.on_save_checkpoint(None, model, {"state_dict": state})
     message = str(raised.value)
     assert message.startswith("refusing to save a checkpoint with non-finite weights (2 of ")
-    assert "emotion_head.weight" in message and "speaker_head.bias" in message and "--model.lr (currently 0.5)" in message
+    assert (
+        "emotion_head.weight" in message and "speaker_head.bias" in message and "--model.lr (currently 0.5)" in message
+    )

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from avdisentangle.cli import main
-from avdisentangle.data.cache import CacheDamaged, FeatureCache, PrepareSummary, build_cache, cache_dir_for
+from avdisentangle.data.audio import load_audio
+from avdisentangle.data.cache import FeatureCache, PrepareSummary, build_cache, cache_dir_for
+from avdisentangle.data.cache_integrity import CacheDamaged
+from avdisentangle.data.clip_errors import ClipRefused
 from avdisentangle.data.corpora import read_corpus, read_manifest
 from avdisentangle.data.datamodule import AVDataModule
-from avdisentangle.data.features import ClipRefused, load_audio
 from avdisentangle.data.records import Refusal
 from avdisentangle.errors import UserError
 from tests.conftest import TINY_FEATURES
@@ -61,11 +63,11 @@ def listing_of(root: Path):
 def test_any_per_clip_failure_refuses_that_clip_with_a_reason(tiny_corpus, tmp_path, monkeypatch):
     """A PermissionError (what `chmod 000` gives a non-root user) or an exception without a message
     refuses its clip; the other clips are kept."""
-    import avdisentangle.data.cache as cache_module
+    import avdisentangle.data.extraction as extraction
 
     listing = listing_of(tiny_corpus)
     unreadable, silent = listing.clips[0].clip_id, listing.clips[1].clip_id
-    extract = cache_module.extract_clip
+    extract = extraction.extract_clip
 
     def failing_extract(clip, config, detector):
         if clip.clip_id == unreadable:
@@ -74,7 +76,7 @@ def test_any_per_clip_failure_refuses_that_clip_with_a_reason(tiny_corpus, tmp_p
             raise RuntimeError()
         return extract(clip, config, detector)
 
-    monkeypatch.setattr(cache_module, "extract_clip", failing_extract)
+    monkeypatch.setattr(extraction, "extract_clip", failing_extract)
     cache_dir = tmp_path / "cache"
     summary = build_cache(listing, TINY_FEATURES, cache_dir, corpus="cremad", num_workers=0, progress=False)
     reasons = {refusal.item: refusal.reason for refusal in summary.refused}
@@ -98,8 +100,12 @@ def test_a_video_without_an_audio_track_is_refused_with_a_reason(tiny_corpus):
 def finished_cache(tiny_corpus, tmp_path_factory):
     """A built cache of the tiny corpus; tests damage copies of it."""
     datamodule = AVDataModule(
-        corpus="cremad", root=str(tiny_corpus), cache_dir=str(tmp_path_factory.mktemp("cache")),
-        features=TINY_FEATURES, num_workers=0, progress=False,
+        corpus="cremad",
+        root=str(tiny_corpus),
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        features=TINY_FEATURES,
+        num_workers=0,
+        progress=False,
     )
     datamodule.prepare_data()
     return datamodule
@@ -107,12 +113,16 @@ def finished_cache(tiny_corpus, tmp_path_factory):
 
 def damaged_copy(finished_cache: AVDataModule, tmp_path: Path, damage) -> AVDataModule:
     """A DataModule over a copy of the cache, with `damage(cache folder)` applied to the copy."""
-    copy = tmp_path / "cache" / finished_cache.cache_path.name
-    shutil.copytree(finished_cache.cache_path, copy)
+    copy = tmp_path / "cache" / finished_cache.cache_location().name
+    shutil.copytree(finished_cache.cache_location(), copy)
     damage(copy)
     return AVDataModule(
-        corpus="cremad", root=finished_cache.root, cache_dir=str(tmp_path / "cache"),
-        features=TINY_FEATURES, num_workers=0, progress=False,
+        corpus="cremad",
+        root=finished_cache.root,
+        cache_dir=str(tmp_path / "cache"),
+        features=TINY_FEATURES,
+        num_workers=0,
+        progress=False,
     )
 
 
@@ -142,12 +152,12 @@ def truncate_audio(folder: Path) -> None:
 def test_a_damaged_cache_is_named_and_rebuilt(finished_cache, tmp_path, damage, message):
     datamodule = damaged_copy(finished_cache, tmp_path, damage)
     with pytest.raises(CacheDamaged, match=message):
-        FeatureCache.open(tmp_path / "cache" / finished_cache.cache_path.name)
+        FeatureCache.open(tmp_path / "cache" / finished_cache.cache_location().name)
     with pytest.warns(UserWarning, match="damaged.*rebuilding"):
         datamodule.prepare_data()
-    cache = datamodule.load()
+    cache = datamodule.ready().cache
     assert len(cache.clips) == cache.audio.shape[0] == cache.video.shape[0] == 48
-    np.testing.assert_array_equal(cache.audio, FeatureCache.open(finished_cache.cache_path).audio)
+    np.testing.assert_array_equal(cache.audio, FeatureCache.open(finished_cache.cache_location()).audio)
 
 
 def test_a_source_file_rewritten_at_the_same_size_gets_a_new_cache(tiny_corpus, tmp_path):
@@ -208,7 +218,10 @@ def test_git_lfs_pointers_are_named_once_and_prepare_fails(capsys, tmp_path):
     code = main(["prepare", "--data.corpus=cremad", f"--data.root={root}", f"--data.cache_dir={tmp_path / 'cache'}"])
     captured = capsys.readouterr()
     assert code == 2
-    assert last_line(captured.err) == f"error: 12 of 12 files are Git LFS pointers, not media: run `git lfs pull` in {root}"
+    assert (
+        last_line(captured.err)
+        == f"error: 12 of 12 files are Git LFS pointers, not media: run `git lfs pull` in {root}"
+    )
     assert "RIFF" not in captured.out + captured.err
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("cremad-*"))
 
@@ -244,10 +257,16 @@ def test_prepare_that_keeps_nothing_exits_non_zero(capsys, tiny_corpus, tmp_path
     shutil.copytree(tiny_corpus / "VideoFlash", root / "VideoFlash")
     for video in sorted((root / "VideoFlash").glob("*.flv"))[:4]:
         (root / "AudioWAV" / f"{video.stem}.wav").write_bytes(b"RIFF" + bytes(400))  # not a WAVE file
-    code = main([
-        "prepare", "--data.corpus=cremad", f"--data.root={root}", f"--data.cache_dir={tmp_path / 'cache'}",
-        "--data.num_workers=0", "--data.progress=false",
-    ])
+    code = main(
+        [
+            "prepare",
+            "--data.corpus=cremad",
+            f"--data.root={root}",
+            f"--data.cache_dir={tmp_path / 'cache'}",
+            "--data.num_workers=0",
+            "--data.progress=false",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert "4 x audio is not a RIFF/WAVE file" in captured.out

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avdisentangle.data.features import ClipRefused, FeatureConfig, extract_clip, load_face_detector
+from avdisentangle.data.clip_errors import ClipRefused
+from avdisentangle.data.faces import load_face_detector
+from avdisentangle.data.features import FeatureConfig, extract_clip
 from avdisentangle.data.records import ClipRecord
 from tests.conftest import TINY_FEATURES
 

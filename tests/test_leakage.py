@@ -33,10 +33,14 @@ def corpus(speaker_scale: float, seed: int = 0) -> Embeddings:
     plus `speaker_scale` times a fixed random direction per speaker, plus noise."""
     rng = np.random.default_rng(seed)
     speaker = np.repeat(np.arange(NUM_SPEAKERS), CLIPS)
-    emotion = np.where(rng.random(len(speaker)) < 0.5, speaker % NUM_EMOTIONS, rng.integers(0, NUM_EMOTIONS, len(speaker)))
+    emotion = np.where(
+        rng.random(len(speaker)) < 0.5, speaker % NUM_EMOTIONS, rng.integers(0, NUM_EMOTIONS, len(speaker))
+    )
     z = np.concatenate([3.0 * np.eye(NUM_EMOTIONS)[emotion], np.zeros((len(speaker), 10))], axis=1)
     z += speaker_scale * rng.normal(size=(NUM_SPEAKERS, z.shape[1]))[speaker] + 0.3 * rng.normal(size=z.shape)
-    return Embeddings(z_emotion=z, z_identity=z, emotion=emotion, speaker=speaker, index=np.arange(len(speaker)), emotion_pred=emotion)
+    return Embeddings(
+        z_emotion=z, z_identity=z, emotion=emotion, speaker=speaker, index=np.arange(len(speaker)), emotion_pred=emotion
+    )
 
 
 def split(embeddings: Embeddings, kind: str) -> tuple[Embeddings, Embeddings]:
@@ -47,7 +51,9 @@ def split(embeddings: Embeddings, kind: str) -> tuple[Embeddings, Embeddings]:
 def test_speaker_held_out_split_still_measures_leakage_on_seen_speakers():
     train, val = split(corpus(speaker_scale=2.0), "speaker_independent")
     assert not set(val.speaker) & set(train.speaker)
-    assert probe_accuracy(train.z_emotion, train.speaker, val.z_emotion, val.speaker, "mlp") == 0.0  # the old train->val reading
+    assert (
+        probe_accuracy(train.z_emotion, train.speaker, val.z_emotion, val.speaker, "mlp") == 0.0
+    )  # the old train->val reading
     leakage = speaker_leakage(train, val)
     assert leakage.scored_on == "held-out train clips"
     assert leakage.chance == pytest.approx(1 / len(np.unique(train.speaker)))
@@ -91,10 +97,17 @@ class Passthrough(torch.nn.Module):
 
 
 def batches(embeddings: Embeddings) -> list[dict[str, torch.Tensor]]:
-    columns = {"z": embeddings.z_emotion.astype(np.float32), "emotion": embeddings.emotion, "speaker": embeddings.speaker}
+    columns = {
+        "z": embeddings.z_emotion.astype(np.float32),
+        "emotion": embeddings.emotion,
+        "speaker": embeddings.speaker,
+    }
     columns["index"] = embeddings.index
     starts = range(0, len(embeddings.index), 32)
-    return [{key: torch.from_numpy(np.ascontiguousarray(value[start : start + 32])) for key, value in columns.items()} for start in starts]
+    return [
+        {key: torch.from_numpy(np.ascontiguousarray(value[start : start + 32])) for key, value in columns.items()}
+        for start in starts
+    ]
 
 
 def test_callback_logs_leakage_floor_and_the_documented_tradeoff(tmp_path, capsys):
@@ -113,6 +126,8 @@ def test_callback_logs_leakage_floor_and_the_documented_tradeoff(tmp_path, capsy
     assert summary[SPEAKER_FROM_EMOTION] == pytest.approx(expected.speaker_from_emotion)
     assert summary[FLOOR] == pytest.approx(expected.floor)
     assert summary[TRADEOFF] == pytest.approx(0.75 - (summary[SPEAKER_FROM_EMOTION] - summary[FLOOR]))
-    logger.log_metrics.assert_called_once_with({key: summary[key] for key in (SPEAKER_FROM_EMOTION, FLOOR, TRADEOFF)}, step=7)
+    logger.log_metrics.assert_called_once_with(
+        {key: summary[key] for key in (SPEAKER_FROM_EMOTION, FLOOR, TRADEOFF)}, step=7
+    )
     printed = capsys.readouterr().out
     assert f"chance {expected.chance:.3f}, floor {expected.floor:.3f}" in printed and "held-out train clips" in printed

@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from avdisentangle.models import AttentionFusion, AudioEncoder, ConcatFusion, MultitaskAVModule, VideoEncoder
+from tests import helpers
 
 NUM_EMOTIONS, NUM_SPEAKERS = 4, 5
-SMALL = {"hidden_dim": 32, "emotion_dim": 16, "identity_dim": 16}
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -46,7 +46,7 @@ def as_samples(batch: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
 
 
 def model(**kwargs) -> MultitaskAVModule:
-    return MultitaskAVModule(NUM_EMOTIONS, NUM_SPEAKERS, **{**SMALL, **kwargs})
+    return helpers.model(NUM_EMOTIONS, NUM_SPEAKERS, emotion_dim=16, identity_dim=16, **kwargs)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "attention"])
@@ -142,20 +142,23 @@ def test_bf16_autocast_forward_on_cpu(fusion: str) -> None:
     loss.backward()
 
 
-def tiny_trainer(**kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kwargs
-    )
-
-
 def test_lightning_fit_test_predict_in_bf16_mixed() -> None:
     L.seed_everything(0)
     loader = DataLoader(as_samples(make_batch(batch_size=16)), batch_size=8)
     net = model(emotion_label_names=["ang", "hap", "neu", "sad"])
-    trainer = tiny_trainer(max_epochs=2, precision="bf16-mixed")
+    trainer = helpers.trainer(max_epochs=2, precision="bf16-mixed")
     trainer.fit(net, train_dataloaders=loader, val_dataloaders=loader)
-    assert {"train/loss", "train/emotion/uar", "train/speaker/f1", "val/emotion/uar", "val/emotion/wa", "val/emotion/f1",
-            "val/speaker/uar", "val/emotion/ce", "val/speaker/ce"} <= set(trainer.callback_metrics)
+    assert {
+        "train/loss",
+        "train/emotion/uar",
+        "train/speaker/f1",
+        "val/emotion/uar",
+        "val/emotion/wa",
+        "val/emotion/f1",
+        "val/speaker/uar",
+        "val/emotion/ce",
+        "val/speaker/ce",
+    } <= set(trainer.callback_metrics)
 
     (results,) = trainer.test(net, dataloaders=loader, verbose=False)
     assert {"test/emotion/uar", "test/speaker/wa", "test/emotion/recall/ang", "test/emotion/recall/sad"} <= set(results)
@@ -176,10 +179,10 @@ def test_lightning_fit_test_predict_in_bf16_mixed() -> None:
 def test_cosine_schedule_spans_all_steps_and_unbounded_runs_keep_lr() -> None:
     loader = DataLoader(as_samples(make_batch(batch_size=8)), batch_size=4)
     net = model(lr=1e-2)
-    trainer = tiny_trainer(max_epochs=3, limit_val_batches=0)
+    trainer = helpers.trainer(max_epochs=3, limit_val_batches=0)
     trainer.fit(net, train_dataloaders=loader)
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.T_max == 6 and scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
 
-    net.trainer = tiny_trainer(max_epochs=-1)
+    net.trainer = helpers.trainer(max_epochs=-1)
     assert isinstance(net.configure_optimizers(), torch.optim.AdamW)

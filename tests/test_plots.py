@@ -10,7 +10,7 @@ import pytest
 
 from avdisentangle.evaluation import plots
 
-EMOTIONS = ["ANG", "HAP", "SAD"]
+EMOTION_NAMES = ["ANG", "HAP", "SAD"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -25,9 +25,9 @@ def assert_readable_png(path) -> None:
 def clusters(num_speakers: int = 4, per_cell: int = 8, dims: int = 16, seed: int = 0):
     """Embeddings with an emotion cluster and a weaker speaker offset: 3 emotions x num_speakers."""
     rng = np.random.default_rng(seed)
-    emotion_centres = rng.normal(scale=4.0, size=(len(EMOTIONS), dims))
+    emotion_centres = rng.normal(scale=4.0, size=(len(EMOTION_NAMES), dims))
     speaker_centres = rng.normal(scale=1.5, size=(num_speakers, dims))
-    emotion, speaker = np.meshgrid(np.arange(len(EMOTIONS)), np.arange(num_speakers), indexing="ij")
+    emotion, speaker = np.meshgrid(np.arange(len(EMOTION_NAMES)), np.arange(num_speakers), indexing="ij")
     emotion = np.repeat(emotion.ravel(), per_cell)
     speaker = np.repeat(speaker.ravel(), per_cell)
     z = emotion_centres[emotion] + speaker_centres[speaker] + rng.normal(size=(len(emotion), dims))
@@ -42,14 +42,14 @@ def speaker_names(n: int) -> list[str]:
 def test_plot_embeddings_writes_png(tmp_path, method):
     z, emotion, speaker = clusters()
     panels = [("none: z_emotion", z, emotion, speaker), ("hsic: z_emotion", z[:, ::-1] * 2, emotion, speaker)]
-    path = plots.plot_embeddings(panels, EMOTIONS, speaker_names(4), tmp_path / "sub" / "emb.png", method=method)
+    path = plots.plot_embeddings(panels, EMOTION_NAMES, speaker_names(4), tmp_path / "sub" / "emb.png", method=method)
     assert path == tmp_path / "sub" / "emb.png"
     assert_readable_png(path)
 
 
 def test_plot_embeddings_many_speakers(tmp_path):
     z, emotion, speaker = clusters(num_speakers=15, per_cell=3)
-    path = plots.plot_embeddings([("none: z_emotion", z, emotion, speaker)], EMOTIONS, speaker_names(15),
+    path = plots.plot_embeddings([("none: z_emotion", z, emotion, speaker)], EMOTION_NAMES, speaker_names(15),
                                  tmp_path / "many.png", method="pca")
     assert_readable_png(path)
 
@@ -57,7 +57,7 @@ def test_plot_embeddings_many_speakers(tmp_path):
 def test_invalid_method_names_choices(tmp_path):
     z, emotion, speaker = clusters()
     with pytest.raises(ValueError, match="tsne.*pca"):
-        plots.plot_embeddings([("x", z, emotion, speaker)], EMOTIONS, speaker_names(4), tmp_path / "x.png", "umap")
+        plots.plot_embeddings([("x", z, emotion, speaker)], EMOTION_NAMES, speaker_names(4), tmp_path / "x.png", "umap")
     with pytest.raises(ValueError, match="tsne.*pca"):
         plots.project(z, "umap")
     assert not (tmp_path / "x.png").exists()
@@ -82,7 +82,7 @@ def test_both_rows_of_a_column_share_one_projection(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "project", spy)
     z, emotion, speaker = clusters()
     panels = [("a", z, emotion, speaker), ("b", z[:30], emotion[:30], speaker[:30])]
-    plots.plot_embeddings(panels, EMOTIONS, speaker_names(4), tmp_path / "e.png", method="pca")
+    plots.plot_embeddings(panels, EMOTION_NAMES, speaker_names(4), tmp_path / "e.png", method="pca")
     assert calls == [len(z), 30]  # one projection per column, reused by its emotion and speaker rows
 
 
@@ -106,7 +106,7 @@ def test_plot_confusion_matrices_zero_row_no_warnings(tmp_path):
     matrices = {"none": np.array([[8, 1, 1], [2, 6, 2], [0, 1, 9]]), "hsic": with_zero_row}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        path = plots.plot_confusion_matrices(matrices, EMOTIONS, tmp_path / "cm.png")
+        path = plots.plot_confusion_matrices(matrices, EMOTION_NAMES, tmp_path / "cm.png")
     assert_readable_png(path)
     recall = plots._row_normalise(with_zero_row)
     np.testing.assert_allclose(recall[1], 0.0)
@@ -115,7 +115,7 @@ def test_plot_confusion_matrices_zero_row_no_warnings(tmp_path):
 
 def test_plot_confusion_matrices_checks_shape(tmp_path):
     with pytest.raises(ValueError, match="expected"):
-        plots.plot_confusion_matrices({"none": np.eye(2)}, EMOTIONS, tmp_path / "cm.png")
+        plots.plot_confusion_matrices({"none": np.eye(2)}, EMOTION_NAMES, tmp_path / "cm.png")
 
 
 def test_plot_training_curves_skips_blank_cells(tmp_path):

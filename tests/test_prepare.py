@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +14,7 @@ from avdisentangle.cli import main
 from avdisentangle.data.cache import FeatureCache
 from avdisentangle.data.datamodule import AVDataModule
 from tests.conftest import TINY_FEATURES, write_ravdess_copy
-
-FEATURE_ARGS = [
-    f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in ("window_s", "n_mels", "num_frames", "face_size")
-]
+from tests.helpers import ENV, FEATURE_ARGS, prepare_command
 
 
 def prepare(capsys, *args: str) -> str:
@@ -84,12 +78,14 @@ def test_unusable_root_is_a_clear_error(capsys, tmp_path):
 def test_killed_prepare_resumes_to_identical_arrays(tiny_corpus, tmp_path):
     """SIGKILL a prepare after its first finished chunk; the rerun redoes nothing finished and
     produces exactly the arrays of an uninterrupted run."""
-    args = [
-        sys.executable, "-m", "avdisentangle", "prepare", "--data.corpus=cremad", f"--data.root={tiny_corpus}",
-        "--data.num_workers=0", "--data.progress=false", *FEATURE_ARGS,
-    ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    killed = subprocess.Popen([*args, f"--data.cache_dir={tmp_path / 'killed'}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = prepare_command(tiny_corpus, "--data.num_workers=0")
+    env = ENV
+    killed = subprocess.Popen(
+        [*args, f"--data.cache_dir={tmp_path / 'killed'}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not list((tmp_path / "killed").glob("*/parts/part-*.npz")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -97,10 +93,14 @@ def test_killed_prepare_resumes_to_identical_arrays(tiny_corpus, tmp_path):
     killed.wait()
     parts = list((tmp_path / "killed").glob("*/parts/part-*.npz"))
     assert 1 <= len(parts) < 3, "the kill should land after the first of three chunks"
-    resumed = subprocess.run([*args, f"--data.cache_dir={tmp_path / 'killed'}"], env=env, capture_output=True, text=True, check=True)
+    resumed = subprocess.run(
+        [*args, f"--data.cache_dir={tmp_path / 'killed'}"], env=env, capture_output=True, text=True, check=True
+    )
     assert "kept 48 clips, refused 0" in resumed.stdout
     assert f"resumed: {16 * len(parts)} clips were already done, extracted {48 - 16 * len(parts)}" in resumed.stdout
-    clean = subprocess.run([*args, f"--data.cache_dir={tmp_path / 'clean'}"], env=env, capture_output=True, text=True, check=True)
+    clean = subprocess.run(
+        [*args, f"--data.cache_dir={tmp_path / 'clean'}"], env=env, capture_output=True, text=True, check=True
+    )
     assert "kept 48 clips, refused 0" in clean.stdout
     killed_cache = FeatureCache.open(next((tmp_path / "killed").glob("cremad-*")))
     clean_cache = FeatureCache.open(next((tmp_path / "clean").glob("cremad-*")))

@@ -20,7 +20,7 @@ from avdisentangle.evaluation.metrics import (
     unweighted_average_recall,
 )
 from avdisentangle.evaluation.probe import Embeddings, conditional_probe_correct, probe_accuracy
-from avdisentangle.evaluation.report import default_strength, discover_strategies, plan_runs, strength_grid, Profile
+from avdisentangle.evaluation.report import Profile, default_strength, discover_strategies, plan_runs, strength_grid
 from avdisentangle.evaluation.tables import RUN_COLUMNS
 from tests.conftest import TINY_FEATURES
 
@@ -31,7 +31,9 @@ def entangled_labels(clips: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Speakers who each lean to two emotions (as the built-in corpus at correlation 0.8)."""
     rng = np.random.default_rng(seed)
     speaker = rng.integers(0, NUM_SPEAKERS, clips)
-    dominant = np.stack([speaker % NUM_EMOTIONS, (speaker + 1) % NUM_EMOTIONS], 1)[np.arange(clips), rng.integers(0, 2, clips)]
+    dominant = np.stack([speaker % NUM_EMOTIONS, (speaker + 1) % NUM_EMOTIONS], 1)[
+        np.arange(clips), rng.integers(0, 2, clips)
+    ]
     emotion = np.where(rng.random(clips) < 0.8, dominant, rng.integers(0, NUM_EMOTIONS, clips))
     return speaker, emotion
 
@@ -50,7 +52,9 @@ def test_disentanglement_arithmetic():
 def test_floor_is_the_best_guess_from_the_emotion_label():
     train_emotion, train_speaker = np.array([0, 0, 0, 1, 1]), np.array([2, 2, 1, 0, 1])
     # emotion 0 -> speaker 2, emotion 1 -> speaker 0 (tie broken to the lower id)
-    assert emotion_label_floor(train_emotion, train_speaker, np.array([0, 0, 1, 1]), np.array([2, 1, 0, 0])) == pytest.approx(0.75)
+    assert emotion_label_floor(
+        train_emotion, train_speaker, np.array([0, 0, 1, 1]), np.array([2, 1, 0, 0])
+    ) == pytest.approx(0.75)
 
 
 def test_emotion_one_hot_z_gives_floor_leakage_and_full_disentanglement():
@@ -62,7 +66,10 @@ def test_emotion_one_hot_z_gives_floor_leakage_and_full_disentanglement():
     floor = emotion_label_floor(train_emotion, train_speaker, test_emotion, test_speaker)
     chance = 1 / NUM_SPEAKERS
     assert floor > 2 * chance  # the entangled case the floor exists for
-    train, test = (embeddings(np.eye(NUM_EMOTIONS)[e], e, s) for e, s in ((train_emotion, train_speaker), (test_emotion, test_speaker)))
+    train, test = (
+        embeddings(np.eye(NUM_EMOTIONS)[e], e, s)
+        for e, s in ((train_emotion, train_speaker), (test_emotion, test_speaker))
+    )
     for kind in ("linear", "mlp"):
         leak = probe_accuracy(train.z_emotion, train.speaker, test.z_emotion, test.speaker, kind)
         assert leak == pytest.approx(floor, abs=0.03), kind  # the probe may pick another near-tied speaker
@@ -78,7 +85,9 @@ def test_speaker_one_hot_z_leaks_everything_conditionally_too():
     train = embeddings(np.eye(NUM_SPEAKERS)[train_speaker], train_emotion, train_speaker)
     test = embeddings(np.eye(NUM_SPEAKERS)[test_speaker], test_emotion, test_speaker)
     assert probe_accuracy(train.z_emotion, train.speaker, test.z_emotion, test.speaker, "mlp") == 1.0
-    assert conditional_probe_correct(train, test, "mlp").mean() > 0.95  # misses only speakers a class never saw in train
+    assert (
+        conditional_probe_correct(train, test, "mlp").mean() > 0.95
+    )  # misses only speakers a class never saw in train
 
 
 def test_uar_and_intervals():
@@ -89,15 +98,27 @@ def test_uar_and_intervals():
     assert math.isnan(mean_interval([5.0]).low) and not mean_interval([5.0]).excludes(0)
     correct = np.random.default_rng(0).random(400) < 0.7
     boot = bootstrap_interval(lambda c: c.mean(), correct)
-    assert boot.low < boot.mean < boot.high and boot.high - boot.low == pytest.approx(2 * 1.96 * math.sqrt(0.21 / 400), rel=0.25)
+    assert boot.low < boot.mean < boot.high and boot.high - boot.low == pytest.approx(
+        2 * 1.96 * math.sqrt(0.21 / 400), rel=0.25
+    )
 
 
 def run_row(strategy, seed, uar, leak, split="closed_set", fold=""):
     return {
-        "strategy": strategy, "strength": float("nan"), "split": split, "seed": seed, "fold": fold,
-        "emotion_uar": uar, "val_emotion_uar": uar, "unseen_speaker_emotion_uar": uar,
-        "probe_speaker_from_emotion_mlp": leak, "val_probe_speaker_from_emotion_mlp": leak, "probe_speaker_from_emotion_linear": leak,
-        "floor_speaker_from_emotion_label": 0.2, "val_floor_speaker_from_emotion_label": 0.2, "chance_speaker": 0.1,
+        "strategy": strategy,
+        "strength": float("nan"),
+        "split": split,
+        "seed": seed,
+        "fold": fold,
+        "emotion_uar": uar,
+        "val_emotion_uar": uar,
+        "unseen_speaker_emotion_uar": uar,
+        "probe_speaker_from_emotion_mlp": leak,
+        "val_probe_speaker_from_emotion_mlp": leak,
+        "probe_speaker_from_emotion_linear": leak,
+        "floor_speaker_from_emotion_label": 0.2,
+        "val_floor_speaker_from_emotion_label": 0.2,
+        "chance_speaker": 0.1,
         "conditional_speaker_from_emotion_mlp": leak,
     }
 
@@ -121,9 +142,21 @@ def test_knee_is_chosen_on_validation_only():
     nan = float("nan")
     interval = lambda m: analysis.Interval(m, nan, nan)  # noqa: E731
     frontier = {
-        ("grl", 0.1): {"val_delta_uar_points": interval(0.0), "val_disentanglement_floor_pct": interval(10), "disentanglement_floor_pct": interval(90)},
-        ("grl", 1.0): {"val_delta_uar_points": interval(-0.5), "val_disentanglement_floor_pct": interval(40), "disentanglement_floor_pct": interval(0)},
-        ("grl", 3.0): {"val_delta_uar_points": interval(-9.0), "val_disentanglement_floor_pct": interval(80), "disentanglement_floor_pct": interval(99)},
+        ("grl", 0.1): {
+            "val_delta_uar_points": interval(0.0),
+            "val_disentanglement_floor_pct": interval(10),
+            "disentanglement_floor_pct": interval(90),
+        },
+        ("grl", 1.0): {
+            "val_delta_uar_points": interval(-0.5),
+            "val_disentanglement_floor_pct": interval(40),
+            "disentanglement_floor_pct": interval(0),
+        },
+        ("grl", 3.0): {
+            "val_delta_uar_points": interval(-9.0),
+            "val_disentanglement_floor_pct": interval(80),
+            "disentanglement_floor_pct": interval(99),
+        },
     }
     assert analysis.knee(frontier, "grl", default_weight=None) == 1.0
     frontier[("grl", None)] = frontier.pop(("grl", 0.1))  # the file's own strength (0.1) is a candidate too
@@ -152,16 +185,30 @@ def analysis_config_dir():
 
 def tiny_fit_args(corpus, tmp_path) -> list[str]:
     return [
-        "--data.corpus=cremad", f"--data.root={corpus}", f"--data.cache_dir={tmp_path / 'cache'}",
-        "--data.num_workers=0", "--data.batch_size=8", "--trainer.max_epochs=2",
-        *[f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in ("window_s", "n_mels", "num_frames", "face_size")],
+        "--data.corpus=cremad",
+        f"--data.root={corpus}",
+        f"--data.cache_dir={tmp_path / 'cache'}",
+        "--data.num_workers=0",
+        "--data.batch_size=8",
+        "--trainer.max_epochs=2",
+        *[
+            f"--data.features.{name}={getattr(TINY_FEATURES, name)}"
+            for name in ("window_s", "n_mels", "num_frames", "face_size")
+        ],
     ]
 
 
 def test_report_writes_tables_intervals_and_plots(tiny_corpus, tmp_path):
     args = [
-        "report", "--profile=quick", "--strategies=[none,hsic]", "--seeds=2", "--folds=2", "--jobs=1",
-        f"--output={tmp_path}", "--name=tiny", f"--fit_args=[{','.join(tiny_fit_args(tiny_corpus, tmp_path))}]",
+        "report",
+        "--profile=quick",
+        "--strategies=[none,hsic]",
+        "--seeds=2",
+        "--folds=2",
+        "--jobs=1",
+        f"--output={tmp_path}",
+        "--name=tiny",
+        f"--fit_args=[{','.join(tiny_fit_args(tiny_corpus, tmp_path))}]",
     ]
     assert main(args) == 0
     out = tmp_path / "tiny"
@@ -171,7 +218,12 @@ def test_report_writes_tables_intervals_and_plots(tiny_corpus, tmp_path):
     closed = [r for r in rows if r["split"] == "closed_set"]
     unseen = [r for r in rows if r["split"] == "unseen"]
     assert [(r["strategy"], r["seed"]) for r in closed] == [("none", "0"), ("none", "1"), ("hsic", "0"), ("hsic", "1")]
-    assert sorted((r["strategy"], r["fold"]) for r in unseen) == [("hsic", "0"), ("hsic", "1"), ("none", "0"), ("none", "1")]
+    assert sorted((r["strategy"], r["fold"]) for r in unseen) == [
+        ("hsic", "0"),
+        ("hsic", "1"),
+        ("none", "0"),
+        ("none", "1"),
+    ]
     for row in closed:
         assert float(row["emotion_uar_low"]) <= float(row["emotion_uar"]) <= float(row["emotion_uar_high"])
         assert float(row["floor_speaker_from_emotion_label"]) >= float(row["chance_speaker"]) == pytest.approx(0.25)
@@ -186,12 +238,41 @@ def test_report_writes_tables_intervals_and_plots(tiny_corpus, tmp_path):
 
 
 def test_probe_command_prints_every_probe_with_chance(tiny_corpus, tmp_path, capsys):
-    assert main(["report", "--profile=quick", "--strategies=[none]", "--seeds=1", "--folds=0", "--jobs=1", f"--output={tmp_path}",
-                 "--name=p", f"--fit_args=[{','.join(tiny_fit_args(tiny_corpus, tmp_path))}]"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--profile=quick",
+                "--strategies=[none]",
+                "--seeds=1",
+                "--folds=0",
+                "--jobs=1",
+                f"--output={tmp_path}",
+                "--name=p",
+                f"--fit_args=[{','.join(tiny_fit_args(tiny_corpus, tmp_path))}]",
+            ]
+        )
+        == 0
+    )
     checkpoint = next((tmp_path / "p" / "runs" / "closed_set" / "none-seed0" / "checkpoints").glob("best*.ckpt"))
     capsys.readouterr()
-    assert main(["probe", f"--ckpt_path={checkpoint}", f"--output={tmp_path / 'probe.json'}", *tiny_fit_args(tiny_corpus, tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                f"--ckpt_path={checkpoint}",
+                f"--output={tmp_path / 'probe.json'}",
+                *tiny_fit_args(tiny_corpus, tmp_path),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    for line in ("speaker from z_emotion", "speaker from z_identity", "emotion from z_emotion", "emotion from z_identity"):
+    for line in (
+        "speaker from z_emotion",
+        "speaker from z_identity",
+        "emotion from z_emotion",
+        "emotion from z_identity",
+    ):
         assert line in printed
     assert "0.250" in printed and "floor" in printed  # chance level for 4 speakers and the emotion-label floor

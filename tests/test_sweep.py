@@ -20,11 +20,13 @@ import yaml
 
 from avdisentangle.cli import main, run_lightning
 from avdisentangle.models.multitask import MultitaskAVModule
-from avdisentangle.sweep import Trial, args_macro, expand_command, load_sweep_config, sweeps
+from avdisentangle.sweep import args_macro, expand_command, load_sweep_config
+from avdisentangle.sweep_results import Trial, sweeps
 from tests.conftest import TINY_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((REPO / "experiments/sweeps").glob("*.yaml"))
+STRATEGY_CONFIGS = sorted((REPO / "experiments/configs/strategy").glob("*.yaml"))
 BASE, BENCHMARK = "experiments/configs/base.yaml", "experiments/configs/data/benchmark.yaml"
 QUICK_EPOCHS = yaml.safe_load((REPO / "experiments/configs/report/quick.yaml").read_text())["trainer"]["max_epochs"]
 
@@ -43,7 +45,8 @@ def variants(config: dict[str, Any], proposal: dict[str, dict[str, Any]]) -> lis
     """The engine's first proposal with its listed values rotated in lockstep, so every listed value is parsed once."""
     choices = {name: spec["values"] for name, spec in config["parameters"].items() if "values" in spec}
     width = max(map(len, choices.values()), default=1)
-    return [{**proposal, **{name: {"value": values[i % len(values)]} for name, values in choices.items()}} for i in range(width)]
+    rotated = [{name: {"value": values[i % len(values)]} for name, values in choices.items()} for i in range(width)]
+    return [{**proposal, **chosen} for chosen in rotated]
 
 
 def build(parsed: dict[str, Any]) -> None:
@@ -70,6 +73,7 @@ def landed(parsed: dict[str, Any], name: str, value: Any) -> tuple[Any, Any]:
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda path: path.stem)
 def test_sweep_file_is_valid_and_the_cli_accepts_its_runs(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the commands name configs relative to the repo, as `wandb agent` runs them
     config = load_sweep_config(path)
     assert config["metric"] == {"name": "leakage/tradeoff", "goal": "maximize"}
     assert config["parameters"]["trainer.max_epochs"] == {"value": QUICK_EPOCHS}
@@ -78,7 +82,6 @@ def test_sweep_file_is_valid_and_the_cli_accepts_its_runs(path, monkeypatch):
     if path.stem != "strategies":  # the report reads its grid of strengths from here
         assert {"min", "max"} <= set(config["parameters"]["trainer.callbacks.weight"])
     benchmark = yaml.safe_load((REPO / BENCHMARK).read_text())["data"]
-    monkeypatch.chdir(REPO)  # the commands name configs relative to the repo, as `wandb agent` runs them
     for proposal in variants(config, sweeps.next_run(config, []).config):
         command = expand_command(config, proposal)
         parsed = print_config(command[command.index("avdisentangle") + 1 :])
@@ -94,8 +97,23 @@ def test_sweep_file_is_valid_and_the_cli_accepts_its_runs(path, monkeypatch):
 def test_args_expand_exactly_as_the_wandb_agent_expands_them():
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-    proposal = {"config": {"value": "a.yaml"}, "model.lr": {"value": np.float64(1e-3)}, "trainer.callbacks.conditional": {"value": False}}
+    proposal = {
+        "config": {"value": "a.yaml"},
+        "model.lr": {"value": np.float64(1e-3)},
+        "trainer.callbacks.conditional": {"value": False},
+    }
     assert args_macro(proposal) == create_sweep_command_args({"args": proposal})["args"]
+
+
+def test_a_glob_is_a_grid_over_files_and_print_config_gives_wandb_that_grid(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # globs, like the command's configs, are relative to the working directory
+    strategy_files = sorted(f"experiments/configs/strategy/{path.name}" for path in STRATEGY_CONFIGS)
+    sweep_file = "experiments/sweeps/strategies.yaml"
+    assert load_sweep_config(Path(sweep_file))["parameters"]["config"] == {"values": strategy_files}
+    assert main(["sweep", sweep_file, "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["parameters"]["config"] == {"values": strategy_files}
+    assert sweeps.schema_violations_from_proposed_config(printed) == []
 
 
 def test_a_finished_trial_reaches_the_engine_with_its_metric():
@@ -144,8 +162,9 @@ def test_runs_are_ranked_by_the_goal_and_a_failure_is_recorded_not_raised(tmp_pa
         (None, "no such file"),
         ("method: [grid", "is not valid YAML"),
         ("method: grid\nmetrics: {name: m}\nparameters: {x: {values: [1]}}", "'metrics' was unexpected"),
-        ("method: grid\ncommand: [python, '${args}']\nparameters: {x: {min: 0.0, max: 1.0}}", "engine rejects this config"),
+        ("method: grid\ncommand: [python, '${args}']\nparameters: {x: {min: 0.0, max: 1.0}}", "engine rejects"),
         ("method: grid\ncommand: [python, '${args_json}']\nparameters: {x: {values: [1]}}", "not ${args_json}"),
+        ("method: grid\nparameters: {x: {glob: no/such/folder/*.yaml}}", "no file matches 'no/such/folder/*.yaml'"),
     ],
 )
 def test_a_sweep_file_that_cannot_run_is_refused_before_any_run(tmp_path, capsys, text, message):
@@ -157,11 +176,14 @@ def test_a_sweep_file_that_cannot_run_is_refused_before_any_run(tmp_path, capsys
     assert not (tmp_path / "out" / "run-1").exists()
 
 
-def test_count_below_one_is_a_usage_error(capsys):
+@pytest.mark.parametrize(
+    "count, message", [(["--count", "0"], "--count: must be at least 1"), ([], "required: --count")]
+)
+def test_a_missing_or_nonpositive_count_is_a_usage_error(capsys, count, message):
     with pytest.raises(SystemExit) as exit_:
-        main(["sweep", "experiments/sweeps/grl.yaml", "--count", "0"])
+        main(["sweep", "experiments/sweeps/grl.yaml", *count])
     assert exit_.value.code == 2
-    assert "--count: must be at least 1" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_path, monkeypatch, capsys):
@@ -172,7 +194,10 @@ def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_pa
             {
                 "method": "grid",
                 "metric": {"name": "leakage/tradeoff", "goal": "maximize"},
-                "command": ["${env}", "${interpreter}", "-m", "avdisentangle", "fit", "--config", str(REPO / "experiments/configs/base.yaml"), "${args}"],
+                "command": [
+                    "${env}", "${interpreter}", "-m", "avdisentangle", "fit",
+                    "--config", str(REPO / "experiments/configs/base.yaml"), "${args}",
+                ],
                 "parameters": {"config": {"values": strategies}, "trainer.max_epochs": {"value": 20}},
             }
         )
@@ -183,11 +208,13 @@ def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_pa
     data = [
         "--data.corpus=cremad", f"--data.root={tiny_corpus}", f"--data.cache_dir={tmp_path / 'cache'}",
         "--data.num_workers=0", "--data.batch_size=8",
-        *[f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in ("window_s", "n_mels", "num_frames", "face_size")],
+        *[f"--data.features.{name}={getattr(TINY_FEATURES, name)}"
+          for name in ("window_s", "n_mels", "num_frames", "face_size")],
         "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false",
     ]
     output = tmp_path / "out"
-    assert main(["sweep", str(sweep_file), "--count", "2", "--output", str(output), "--", *data]) == 0, capsys.readouterr()
+    code = main(["sweep", str(sweep_file), "--count", "2", "--output", str(output), "--", *data])
+    assert code == 0, capsys.readouterr()
     with (output / "sweep_results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["state"] for row in rows] == ["finished", "finished"], rows

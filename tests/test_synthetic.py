@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avdisentangle.data.synthetic import EMOTIONS, SyntheticConfig, emotion_counts, generate_corpus
+from avdisentangle.data.corpora.cremad import EMOTION_CODES
+from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 
 TINY = dict(num_speakers=3, clips_per_speaker=6, width=64, height=48, min_duration_s=0.5, max_duration_s=0.7)
 
@@ -21,7 +22,8 @@ def tiny(**overrides) -> SyntheticConfig:
 
 
 def digests(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def counts_from_names(root: Path, config: SyntheticConfig) -> np.ndarray:
@@ -32,7 +34,7 @@ def counts_from_names(root: Path, config: SyntheticConfig) -> np.ndarray:
     counts = np.zeros((config.num_speakers, config.num_emotions), dtype=int)
     for stem in audio:
         actor, _sentence, emotion, _level = stem.split("_")
-        counts[int(actor) - 1001, EMOTIONS.index(emotion)] += 1
+        counts[int(actor) - 1001, EMOTION_CODES.index(emotion)] += 1
     return counts
 
 
@@ -42,7 +44,7 @@ def cramers_v(counts: np.ndarray) -> float:
     return float(np.sqrt(chi2 / (counts.sum() * (min(counts.shape) - 1))))
 
 
-def read_frames(path: Path) -> list[np.ndarray]:
+def decode_all_frames(path: Path) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     frames = []
     while True:
@@ -61,7 +63,8 @@ def corpus(tmp_path_factory) -> tuple[Path, SyntheticConfig]:
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path):
     a = digests(generate_corpus(tmp_path / "a", tiny(), progress=False))
-    b = digests(generate_corpus(tmp_path / "b", tiny(), progress=False, workers=2))  # 18 clips: two chunks in two processes
+    # 18 clips: two chunks in two processes
+    b = digests(generate_corpus(tmp_path / "b", tiny(), progress=False, workers=2))
     c = digests(generate_corpus(tmp_path / "c", tiny(seed=1), progress=False))
     assert a == b
     assert len(a) == 2 * 3 * 6 + 1
@@ -73,7 +76,7 @@ def test_no_correlation_gives_a_uniform_joint_distribution(tmp_path):
     config = tiny(num_speakers=4, clips_per_speaker=12, speaker_emotion_correlation=0.0)
     counts = counts_from_names(generate_corpus(tmp_path, config, progress=False), config)
     assert (counts == 2).all()
-    assert (counts == emotion_counts(config)).all()
+    assert (counts == config.emotion_counts()).all()
 
 
 def test_full_correlation_gives_each_speaker_two_emotions(tmp_path):
@@ -81,7 +84,7 @@ def test_full_correlation_gives_each_speaker_two_emotions(tmp_path):
     counts = counts_from_names(generate_corpus(tmp_path, config, progress=False), config)
     assert ((counts > 0).sum(axis=1) == 2).all()
     assert (counts.sum(axis=0) > 0).all(), "every emotion still appears somewhere"
-    assert (counts == emotion_counts(config)).all()
+    assert (counts == config.emotion_counts()).all()
 
 
 def test_dependence_grows_with_the_knob(tmp_path):
@@ -94,13 +97,14 @@ def test_dependence_grows_with_the_knob(tmp_path):
 
 
 def test_two_emotions_at_full_correlation_give_one_per_speaker():
-    counts = emotion_counts(SyntheticConfig(num_speakers=4, num_emotions=2, clips_per_speaker=10, speaker_emotion_correlation=1.0))
+    config = SyntheticConfig(num_speakers=4, num_emotions=2, clips_per_speaker=10, speaker_emotion_correlation=1.0)
+    counts = config.emotion_counts()
     assert ((counts > 0).sum(axis=1) == 1).all()
     assert (counts.sum(axis=0) == 20).all()
 
 
 def test_counts_rotate_extra_clips_when_not_divisible():
-    counts = emotion_counts(SyntheticConfig(num_speakers=6, clips_per_speaker=8))
+    counts = SyntheticConfig(num_speakers=6, clips_per_speaker=8).emotion_counts()
     assert (counts.sum(axis=1) == 8).all()
     assert (counts.sum(axis=0) == 8).all()
 
@@ -114,7 +118,7 @@ def test_media_are_readable_with_the_stated_format(corpus):
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
         assert info.frames == round(clip["duration_s"] * 16000)
         assert config.min_duration_s <= info.duration <= config.max_duration_s
-        frames = read_frames(root / "VideoFlash" / f"{clip['clip_id']}.flv")
+        frames = decode_all_frames(root / "VideoFlash" / f"{clip['clip_id']}.flv")
         assert len(frames) == clip["num_frames"] == round(clip["duration_s"] * config.fps)
         assert frames[0].shape == (config.height, config.width, 3)
 
@@ -124,7 +128,7 @@ def test_mouth_follows_the_audio_envelope(corpus):
     correlations = []
     for wav in sorted((root / "AudioWAV").glob("*.wav")):
         audio, rate = sf.read(str(wav))
-        frames = read_frames(root / "VideoFlash" / f"{wav.stem}.flv")
+        frames = decode_all_frames(root / "VideoFlash" / f"{wav.stem}.flv")
         hop = rate / config.fps
         loudness = [np.sqrt(np.mean(audio[int(i * hop) : int((i + 1) * hop)] ** 2)) for i in range(len(frames))]
         darkness = [(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) < 45).sum() for f in frames]
@@ -137,7 +141,7 @@ def test_haar_detector_finds_faces_on_most_frames(corpus):
     detector = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     found = total = 0
     for flv in sorted((root / "VideoFlash").glob("*.flv")):
-        for frame in read_frames(flv)[::3]:
+        for frame in decode_all_frames(flv)[::3]:
             grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             faces = detector.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4, minSize=(config.height // 5,) * 2)
             found += len(faces) > 0
@@ -177,7 +181,8 @@ def test_second_call_does_not_rewrite(corpus):
 def test_another_config_is_not_mixed_into_a_finished_root(corpus):
     root, config = corpus
     with pytest.raises(ValueError, match="different synthetic corpus"):
-        generate_corpus(root, SyntheticConfig(num_speakers=3, clips_per_speaker=6, seed=config.seed + 1), progress=False)
+        other = SyntheticConfig(num_speakers=3, clips_per_speaker=6, seed=config.seed + 1)
+        generate_corpus(root, other, progress=False)
 
 
 def test_fingerprint_is_stable_and_tracks_every_field():

@@ -14,9 +14,12 @@ from avdisentangle.data.synthetic import SyntheticConfig
 from avdisentangle.evaluation.probe import extract_embeddings, probe_accuracy
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.strategies import STRATEGIES
+from tests import helpers
 
 # Strongly entangled: each speaker mostly acts two emotions, so z_emotion picks up identity.
-ENTANGLED = SyntheticConfig(num_speakers=6, clips_per_speaker=30, speaker_emotion_correlation=0.8, min_duration_s=1.0, max_duration_s=1.5)
+ENTANGLED = SyntheticConfig(
+    num_speakers=6, clips_per_speaker=30, speaker_emotion_correlation=0.8, min_duration_s=1.0, max_duration_s=1.5
+)
 FEATURES = FeatureConfig(window_s=1.0, n_mels=32, num_frames=4, face_size=32)
 EPOCHS = 20
 
@@ -31,7 +34,7 @@ def entangled(tmp_path_factory):
         num_workers=0,
         progress=False,
     )
-    dm.setup("fit")
+    dm.ready()
     return dm
 
 
@@ -40,19 +43,13 @@ def new_model(dm: AVDataModule, **overrides) -> MultitaskAVModule:
 
 
 def trainer(epochs: int, callbacks=(), **overrides) -> L.Trainer:
-    settings = dict(
-        max_epochs=epochs,
-        accelerator="cpu",
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    return L.Trainer(callbacks=list(callbacks), **{**settings, **overrides})
+    """The shared quiet trainer, deterministic: these tests compare runs."""
+    return helpers.trainer(callbacks, max_epochs=epochs, deterministic=True, **overrides)
 
 
-def train(dm: AVDataModule, strategy: str, epochs: int = EPOCHS, seed: int = 0, weight: float = 1.0) -> tuple[MultitaskAVModule, dict]:
+def train(
+    dm: AVDataModule, strategy: str, epochs: int = EPOCHS, seed: int = 0, weight: float = 1.0
+) -> tuple[MultitaskAVModule, dict]:
     L.seed_everything(seed, verbose=False)
     model = new_model(dm)
     callbacks = [STRATEGIES[strategy](weight=weight)] if STRATEGIES[strategy] else []
@@ -76,7 +73,9 @@ def trained(entangled):
 
 def speaker_probe(dm: AVDataModule, model: MultitaskAVModule, embedding: str = "z_emotion") -> float:
     train_set, test_set = extract_embeddings(model, dm.loader("train")), extract_embeddings(model, dm.loader("test"))
-    return probe_accuracy(getattr(train_set, embedding), train_set.speaker, getattr(test_set, embedding), test_set.speaker)
+    return probe_accuracy(
+        getattr(train_set, embedding), train_set.speaker, getattr(test_set, embedding), test_set.speaker
+    )
 
 
 def test_baseline_beats_chance_on_both_tasks(trained, entangled):
@@ -85,7 +84,9 @@ def test_baseline_beats_chance_on_both_tasks(trained, entangled):
     assert metrics["test/speaker/uar"] > 3.0 / entangled.num_speakers
 
 
-@pytest.mark.parametrize("strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 0.2, 0.08), ("grl", 1.0, None)])
+@pytest.mark.parametrize(
+    "strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 0.2, 0.08), ("grl", 1.0, None)]
+)
 def test_strategy_lowers_speaker_probe_on_z_emotion(trained, entangled, strategy, weight, uar_tolerance):
     """Less identity in z_emotion than the baseline at the same seed. Confusion and HSIC keep
     emotion UAR within a few points; gradient reversal only removes identity at a strength that
@@ -93,12 +94,16 @@ def test_strategy_lowers_speaker_probe_on_z_emotion(trained, entangled, strategy
     baseline_model, baseline = trained("none", 1.0)
     model, metrics = trained(strategy, weight)
     baseline_leak, leak = speaker_probe(entangled, baseline_model), speaker_probe(entangled, model)
-    print(f"{strategy}: probe speaker from z_emotion {baseline_leak:.3f} -> {leak:.3f}; "
-          f"emotion UAR {baseline['test/emotion/uar']:.3f} -> {metrics['test/emotion/uar']:.3f}")
+    print(
+        f"{strategy}: probe speaker from z_emotion {baseline_leak:.3f} -> {leak:.3f}; "
+        f"emotion UAR {baseline['test/emotion/uar']:.3f} -> {metrics['test/emotion/uar']:.3f}"
+    )
     assert leak < baseline_leak - 0.05
     if uar_tolerance is not None:
         assert metrics["test/emotion/uar"] > baseline["test/emotion/uar"] - uar_tolerance
-    assert speaker_probe(entangled, model, "z_identity") > 3.0 / entangled.num_speakers  # identity kept where it belongs
+    assert (
+        speaker_probe(entangled, model, "z_identity") > 3.0 / entangled.num_speakers
+    )  # identity kept where it belongs
 
 
 @pytest.mark.parametrize("strategy", [name for name, cls in STRATEGIES.items() if cls])

@@ -10,13 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.conftest import TINY_FEATURES
-
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-FEATURE_ARGS = [
-    f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in ("window_s", "n_mels", "num_frames", "face_size")
-]
+from tests.helpers import ENV, prepare_command
 
 
 def children(pid: int) -> set[int]:
@@ -64,9 +58,10 @@ def test_prepare_workers_exit_when_prepare_is_killed(tiny_corpus, tmp_path):
     (blocked on a pipe to the dead parent) must be gone within 15 s."""
     cache = tmp_path / "cache"
     prepare = subprocess.Popen(
-        [sys.executable, "-m", "avdisentangle", "prepare", "--data.corpus=cremad", f"--data.root={tiny_corpus}",
-         "--data.num_workers=2", "--data.progress=false", f"--data.cache_dir={cache}", *FEATURE_ARGS],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        prepare_command(tiny_corpus, "--data.num_workers=2", f"--data.cache_dir={cache}"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         # The first finished chunk: both workers have started and hold further chunks.

@@ -8,34 +8,22 @@ from __future__ import annotations
 
 import fcntl
 import json
-import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from avdisentangle.data.cache import (
-    FeatureCache,
-    PrepareSummary,
-    build_cache,
-    cache_dir_for,
-    clip_row,
-    damage,
-    init_worker,
-    is_complete,
-    process_chunk,
-    read_summary,
-)
+from avdisentangle.data.cache import FeatureCache, PrepareSummary, cache_dir_for, prepare_cache, read_summary
 from avdisentangle.data.corpora import CORPORA, read_corpus
 from avdisentangle.data.corpora.loose import read_loose_files
 from avdisentangle.data.corpora.manifest import locate_manifest
+from avdisentangle.data.dataset import CachedClips, evaluation_sampler, keep_batch
+from avdisentangle.data.extraction import extract_in_memory
 from avdisentangle.data.features import FeatureConfig
-from avdisentangle.data.records import CorpusError, require_root
+from avdisentangle.data.records import CorpusError, CorpusListing, require_root
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 from avdisentangle.errors import UserError
@@ -45,48 +33,6 @@ PREDICT_SPLITS = (*SPLIT_NAMES, "all")
 # Checkpoints store the DataModule's hyperparameters, these dataclasses among them; allow them
 # in torch.load's safe (weights-only) unpickler so checkpoints reload without trusting pickle.
 torch.serialization.add_safe_globals([FeatureConfig, SyntheticConfig])
-
-
-class CachedClips(Dataset):
-    """Rows of the feature cache as training samples; `__getitems__` gathers a whole batch at once."""
-
-    def __init__(self, cache: FeatureCache, indices: np.ndarray, emotion_ids: np.ndarray, speaker_ids: np.ndarray):
-        self.cache = cache
-        self.indices = indices
-        self.emotion_ids = emotion_ids
-        self.speaker_ids = speaker_ids
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
-        return {key: value[0] for key, value in self.__getitems__([position]).items()}
-
-    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
-        rows = self.indices[np.asarray(positions)]
-        return {
-            "audio": torch.from_numpy(self.cache.audio[rows].astype(np.float32)).unsqueeze(1),
-            "video": torch.from_numpy(np.ascontiguousarray(self.cache.video[rows])),
-            "emotion": torch.from_numpy(self.emotion_ids[rows]),
-            "speaker": torch.from_numpy(self.speaker_ids[rows]),
-            "index": torch.from_numpy(rows.astype(np.int64)),
-        }
-
-
-def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Collate for datasets that already return whole batches."""
-    return batch
-
-
-def evaluation_sampler(dataset: Dataset) -> UnrepeatedDistributedSampler | None:
-    """Under DDP, split evaluation clips across processes without padding.
-
-    Lightning's default DistributedSampler repeats clips to even out the processes, and the
-    repeats would be counted twice by the (synced) metrics; the training split keeps that default.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        return UnrepeatedDistributedSampler(dataset, shuffle=False)
-    return None
 
 
 class AVDataModule(L.LightningDataModule):
@@ -145,7 +91,11 @@ class AVDataModule(L.LightningDataModule):
         if split not in SPLIT_KINDS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
         check_folds(num_folds, fold)
-        for name, value, least in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("loader_workers", loader_workers, 0)):
+        for name, value, least in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("loader_workers", loader_workers, 0),
+        ):
             if value < least:
                 raise UserError(f"{name} must be at least {least}, got {value}")
         if predict_split not in PREDICT_SPLITS:
@@ -170,11 +120,12 @@ class AVDataModule(L.LightningDataModule):
         self.predict_paths = predict_paths
         self.progress = progress
         self.cache: FeatureCache | None = None
+        self.prepared_cache: Path | None = None  # set by `from_cache`
         self.splits: dict[str, np.ndarray] = {}
 
-    # ---- preparation -------------------------------------------------------------------------
+    # ---- preparation: prepare_data writes to disk, setup assigns state ------------------------
     def corpus_root(self) -> Path:
-        """The folder to read; the synthetic corpus is generated there on first use."""
+        """The folder (or manifest CSV) to read; the synthetic corpus is generated there on first use."""
         if self.corpus == "synthetic" and self.root is None:
             root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
             return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.num_workers)
@@ -184,68 +135,93 @@ class AVDataModule(L.LightningDataModule):
             return locate_manifest(self.root)  # the CSV itself, or the manifest.csv in a folder
         return require_root(self.root, self.corpus)
 
-    def prepare_data(self) -> PrepareSummary:
-        """Build the feature cache unless a finished one exists (printing what was kept and
-        refused when it builds); returns the summary.
+    def listing(self) -> CorpusListing:
+        options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
+        return read_corpus(self.corpus, self.corpus_root(), **options)
 
-        Holds a lock on the cache folder: under torchrun every process instantiates the
-        DataModule (the CLI links label counts from it), and only one may generate and cache.
+    def cache_location(self, listing: CorpusListing | None = None) -> Path:
+        """The cache folder of this corpus content and feature config."""
+        if self.prepared_cache is not None:
+            return self.prepared_cache
+        listing = listing or self.listing()
+        return cache_dir_for(self.cache_root, self.corpus, self.corpus_root(), listing, self.features)
+
+    def prepare_data(self) -> PrepareSummary:
+        """Generate the synthetic corpus if needed and build the feature cache unless a whole one
+        exists (printing what was kept and refused when it builds); assigns no state.
+
+        Holds a lock on the cache folder: under torchrun every process readies the DataModule (the
+        CLI sizes the model from it), and only one may generate and cache.
         """
+        if self.prepared_cache is not None:
+            return read_summary(FeatureCache.open(self.prepared_cache).path)
         self.cache_root.mkdir(parents=True, exist_ok=True)
         with (self.cache_root / ".prepare.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._prepare_locked()
-
-    def _prepare_locked(self) -> PrepareSummary:
-        root = self.corpus_root()
-        options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
-        listing = read_corpus(self.corpus, root, **options)
-        self.cache_path = cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
-        if is_complete(self.cache_path):
-            problem = damage(self.cache_path)
-            if not problem:
-                return read_summary(self.cache_path)
-            warnings.warn(f"feature cache {self.cache_path} is damaged ({problem}): rebuilding it", stacklevel=2)
-            shutil.rmtree(self.cache_path)
-        summary = build_cache(
-            listing, self.features, self.cache_path, corpus=self.corpus, num_workers=self.num_workers, progress=self.progress
-        )
-        print("\n".join(summary.lines()))
+            listing = self.listing()
+            summary = prepare_cache(
+                listing,
+                self.features,
+                self.cache_location(listing),
+                corpus=self.corpus,
+                num_workers=self.num_workers,
+                progress=self.progress,
+            )
+        if not summary.from_existing_cache:
+            print("\n".join(summary.lines()))
         return summary
 
-    def load(self) -> FeatureCache:
-        """Open the cache (preparing it if needed), derive label maps and splits; idempotent."""
+    def setup(self, stage: str | None = None) -> None:
+        """Open the prepared cache and derive label ids and splits (once)."""
         if self.cache is not None:
-            return self.cache
-        if not getattr(self, "cache_path", None) or not is_complete(self.cache_path):
-            self.prepare_data()
-        cache = FeatureCache.open(self.cache_path)
+            return
+        cache = FeatureCache.open(self.cache_location())
         if not cache.clips:
             raise CorpusError(f"every clip of the {self.corpus} corpus was refused; see {cache.path / 'refused.csv'}")
-        speakers, emotions = cache.column("speaker"), cache.column("emotion")
-        self.emotion_names = sorted(set(emotions.tolist()))
-        self.speaker_names = sorted(set(speakers.tolist()))
-        self.emotion_ids = np.searchsorted(self.emotion_names, emotions).astype(np.int64)
-        self.speaker_ids = np.searchsorted(self.speaker_names, speakers).astype(np.int64)
+        self.emotion_names, self.speaker_names = cache.emotion_names, cache.speaker_names
+        self.emotion_ids = np.searchsorted(self.emotion_names, cache.column("emotion")).astype(np.int64)
+        self.speaker_ids = np.searchsorted(self.speaker_names, cache.column("speaker")).astype(np.int64)
         self.splits = make_splits(
-            speakers, emotions, self.split, self.val_fraction, self.test_fraction, self.seed, num_folds=self.num_folds, fold=self.fold
+            cache.column("speaker"),
+            cache.column("emotion"),
+            self.split,
+            self.val_fraction,
+            self.test_fraction,
+            self.seed,
+            num_folds=self.num_folds,
+            fold=self.fold,
         )
         self.splits["all"] = np.arange(len(cache.clips))
         self.cache = cache
-        return cache
 
-    def setup(self, stage: str | None = None) -> None:
-        self.load()
+    def ready(self) -> AVDataModule:
+        """Prepare and set up, once: what sizes a model from the data before Trainer.fit runs."""
+        if self.cache is None:
+            self.prepare_data()
+            self.setup()
+        return self
+
+    @classmethod
+    def from_cache(cls, path: str | Path, **options) -> AVDataModule:
+        """A DataModule over a finished cache folder alone (its corpus need not be on this machine)."""
+        meta = json.loads((Path(path) / "meta.json").read_text())
+        datamodule = cls(corpus=meta["corpus"], features=FeatureConfig(**meta["features"]), **options)
+        datamodule.prepared_cache = Path(path)
+        return datamodule
+
+    def require_setup(self) -> None:
+        if self.cache is None:
+            raise RuntimeError("AVDataModule is not set up: call prepare_data() and setup(), or ready(), first")
 
     # ---- what the model is linked to ---------------------------------------------------------
     @property
     def num_emotions(self) -> int:
-        self.load()
+        self.require_setup()
         return len(self.emotion_names)
 
     @property
     def num_speakers(self) -> int:
-        self.load()
+        self.require_setup()
         return len(self.speaker_names)
 
     @property
@@ -255,14 +231,14 @@ class AVDataModule(L.LightningDataModule):
     @property
     def emotion_class_weights(self) -> list[float]:
         """Inverse emotion frequency on the train split, scaled to mean 1 (for weighted CE)."""
-        self.load()
+        self.require_setup()
         counts = np.bincount(self.emotion_ids[self.splits["train"]], minlength=len(self.emotion_names)).astype(float)
         weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
         return (weights * len(weights) / weights.sum()).round(6).tolist()
 
     # ---- loaders -----------------------------------------------------------------------------
     def dataset(self, split: str) -> CachedClips:
-        self.load()
+        self.require_setup()
         return CachedClips(self.cache, self.splits[split], self.emotion_ids, self.speaker_ids)
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
@@ -297,15 +273,10 @@ class AVDataModule(L.LightningDataModule):
     def loose_clips(self, paths: list[str]) -> CachedClips:
         """Features of unlabelled files, extracted in memory (labels are -1); refusals are printed,
         and a CorpusError says so when none is left to predict on."""
-        listing = read_loose_files(paths)
-        init_worker()
-        result = process_chunk(listing.clips, self.features)
-        refused = [(r.item, r.reason) for r in listing.refused] + json.loads(result["refused"])
-        for item, reason in refused:
-            print(f"refused {item}: {reason}", file=sys.stderr)
-        kept = [listing.clips[position] for position in result["kept"].tolist()]
-        if not kept:
+        table, refused = extract_in_memory(read_loose_files(paths), self.features)
+        for refusal in refused:
+            print(f"refused {refusal.item}: {refusal.reason}", file=sys.stderr)
+        if not table.clips:
             raise CorpusError(f"nothing to predict: all {len(refused)} inputs were refused (reasons above)")
-        clips = FeatureCache(path=None, audio=result["audio"], video=result["video"], clips=[clip_row(c, f) for c, f in zip(kept, result["face_found"])])
-        unknown = np.full(len(kept), -1, dtype=np.int64)
-        return CachedClips(clips, np.arange(len(kept)), unknown, unknown)
+        unknown = np.full(len(table.clips), -1, dtype=np.int64)
+        return CachedClips(table, np.arange(len(table.clips)), unknown, unknown)

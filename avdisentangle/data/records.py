@@ -76,6 +76,10 @@ def require_root(root: str | Path | None, corpus: str) -> Path:
 def require_clips(listing: CorpusListing, root: Path, corpus: str, expected: str) -> CorpusListing:
     """Raise when a root held no usable clip, naming the layout that was expected."""
     if not listing.clips:
-        detail = f"; {len(listing.refused)} files refused, e.g. {listing.refused[0].item}: {listing.refused[0].reason}" if listing.refused else ""
+        detail = (
+            f"; {len(listing.refused)} files refused, e.g. {listing.refused[0].item}: {listing.refused[0].reason}"
+            if listing.refused
+            else ""
+        )
         raise CorpusError(f"no {corpus} clips found under {root} (expected {expected}){detail}")
     return listing

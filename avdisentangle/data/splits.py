@@ -68,11 +68,14 @@ def closed_set_split(speakers, emotions, val_fraction, test_fraction, rng) -> di
         test = at_least_one(systematic_sample(len(members), test_fraction, rng.random()), rng, topped_up, "test")
         assignment[members[test]] = "test"
         rest = members[~test]
-        val = at_least_one(systematic_sample(len(rest), val_fraction / (1 - test_fraction), rng.random()), rng, topped_up, "val")
+        val = at_least_one(
+            systematic_sample(len(rest), val_fraction / (1 - test_fraction), rng.random()), rng, topped_up, "val"
+        )
         assignment[rest[val]] = "val"
     if any(topped_up.values()):
         warnings.warn(
-            f"closed-set split: val_fraction={val_fraction} and test_fraction={test_fraction} give some speakers no clip "
+            f"closed-set split: val_fraction={val_fraction} and test_fraction={test_fraction} give some speakers no "
+            "clip "
             f"there; {topped_up['val']} speaker(s) got one val clip, {topped_up['test']} one test clip",
             stacklevel=3,
         )
@@ -124,7 +127,9 @@ def speaker_folds_split(speakers, val_fraction, num_folds, fold, rng) -> dict[st
     return {name: np.flatnonzero(np.isin(speakers, held[name])) for name in SPLIT_NAMES}
 
 
-def within_speaker_holdout(speakers: np.ndarray, emotions: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+def within_speaker_holdout(
+    speakers: np.ndarray, emotions: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray:
     """Mask of about `fraction` of each speaker's clips, stratified by emotion (as closed_set's test
     split): a held-out part of the same speakers, for scoring a speaker probe fitted on the rest."""
     held = np.zeros(len(speakers), dtype=bool)

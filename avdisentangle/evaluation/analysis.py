@@ -28,10 +28,19 @@ UAR_TOLERANCE_POINTS = 1.0  # "emotion accuracy holds": a mean UAR change no wor
 
 #: Per closed-set configuration: the columns averaged over seeds, each with its interval.
 CLOSED_SET_SUMMARY = (
-    "emotion_uar", "delta_uar_points", MLP, LINEAR, FLOOR, "conditional_speaker_from_emotion_mlp",
-    "disentanglement_floor_pct", "disentanglement_pct", "disentanglement_chance_pct",
-    "disentanglement_floor_linear_pct", "conditional_disentanglement_pct",
-    "val_delta_uar_points", "val_disentanglement_floor_pct",
+    "emotion_uar",
+    "delta_uar_points",
+    MLP,
+    LINEAR,
+    FLOOR,
+    "conditional_speaker_from_emotion_mlp",
+    "disentanglement_floor_pct",
+    "disentanglement_pct",
+    "disentanglement_chance_pct",
+    "disentanglement_floor_linear_pct",
+    "conditional_disentanglement_pct",
+    "val_delta_uar_points",
+    "val_disentanglement_floor_pct",
 )
 UNSEEN_SUMMARY = ("unseen_speaker_emotion_uar", "unseen_delta_uar_points")
 
@@ -47,7 +56,11 @@ def config_key(row: dict) -> tuple[str, float | None]:
 
 def add_paired_columns(rows: list[dict]) -> None:
     """Fill each run's change against the `none` run of the same seed (closed set) or fold (unseen)."""
-    baselines = {(r["split"], r["seed"] if r["split"] == "closed_set" else r["fold"]): r for r in rows if r["strategy"] == BASELINE}
+    baselines = {
+        (r["split"], r["seed"] if r["split"] == "closed_set" else r["fold"]): r
+        for r in rows
+        if r["strategy"] == BASELINE
+    }
     for row in rows:
         base = baselines.get((row["split"], row["seed"] if row["split"] == "closed_set" else row["fold"]))
         if row["split"] == "unseen":
@@ -57,8 +70,14 @@ def add_paired_columns(rows: list[dict]) -> None:
         row["val_delta_uar_points"] = points(row, base, "val_emotion_uar")
         nan = float("nan")
         if base is None:
-            for column in ("disentanglement_pct", "disentanglement_chance_pct", "disentanglement_floor_pct",
-                           "disentanglement_floor_linear_pct", "conditional_disentanglement_pct", "val_disentanglement_floor_pct"):
+            for column in (
+                "disentanglement_pct",
+                "disentanglement_chance_pct",
+                "disentanglement_floor_pct",
+                "disentanglement_floor_linear_pct",
+                "conditional_disentanglement_pct",
+                "val_disentanglement_floor_pct",
+            ):
                 row[column] = nan
             continue
         row["disentanglement_pct"] = disentanglement_pct(base[MLP], row[MLP])
@@ -84,24 +103,34 @@ def summarise(rows: list[dict], split: str, columns: Iterable[str]) -> dict[tupl
     for row in rows:
         if row["split"] == split:
             groups.setdefault(config_key(row), []).append(row)
-    return {key: {c: mean_interval(r[c] for r in group) for c in columns} | {"n": len(group)} for key, group in groups.items()}
+    return {
+        key: {c: mean_interval(r[c] for r in group) for c in columns} | {"n": len(group)}
+        for key, group in groups.items()
+    }
 
 
 def pooled_unseen_delta(outcomes, strategy: str, seed: int = 0) -> Interval | None:
     """UAR change on unseen speakers with every clip's held-out prediction pooled over the folds
     (each speaker is held out once), as a paired bootstrap over clips against `none`."""
+
     def pooled(name):
-        parts = [o.test for o in outcomes if o.spec.split == "unseen" and o.spec.strategy == name and o.spec.strength is None]
+        parts = [
+            o.test for o in outcomes if o.spec.split == "unseen" and o.spec.strategy == name and o.spec.strength is None
+        ]
         if not parts:
             return None
         order = np.argsort(np.concatenate([p.index for p in parts]))
-        return tuple(np.concatenate([getattr(p, key) for p in parts])[order] for key in ("index", "emotion", "emotion_pred"))
+        return tuple(
+            np.concatenate([getattr(p, key) for p in parts])[order] for key in ("index", "emotion", "emotion_pred")
+        )
 
     mine, base = pooled(strategy), pooled(BASELINE)
     if mine is None or base is None or not np.array_equal(mine[0], base[0]):
         return None
+
     def delta(truth, predicted, predicted_base):
         return 100.0 * (unweighted_average_recall(truth, predicted) - unweighted_average_recall(truth, predicted_base))
+
     return bootstrap_interval(delta, mine[1], mine[2], base[2], seed=seed)
 
 
@@ -109,7 +138,9 @@ def knee(frontier: dict[tuple, dict[str, Interval]], strategy: str, default_weig
     """The strength to use by default, chosen on VALIDATION metrics only: the most floor-normalised
     disentanglement whose mean validation UAR change is no worse than -1 point; if no strength
     holds UAR, the one that loses least. The config file's own strength is one of the candidates."""
-    candidates = [(default_weight if key[1] is None else key[1], s) for key, s in frontier.items() if key[0] == strategy]
+    candidates = [
+        (default_weight if key[1] is None else key[1], s) for key, s in frontier.items() if key[0] == strategy
+    ]
     candidates = [(w, s) for w, s in candidates if w is not None]
     if len(candidates) < 2:
         return None
@@ -136,7 +167,8 @@ def verdict(summary: dict[tuple, dict[str, Interval]]) -> tuple[str | None, str]
     s = distinct[best]
     return best, (
         f"**Best strategy: {best}**: {fmt(s['disentanglement_floor_pct'], 1)}% of the removable identity removed "
-        f"(MLP probe, floor-normalised) at {fmt(s['delta_uar_points'], 1)} UAR points versus `none` (paired over {s['n']} seeds)."
+        f"(MLP probe, floor-normalised) at {fmt(s['delta_uar_points'], 1)} UAR points versus `none` (paired over "
+        f"{s['n']} seeds)."
     )
 
 

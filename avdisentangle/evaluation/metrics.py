@@ -47,7 +47,9 @@ def room_disentanglement_pct(baseline_accuracy: float, accuracy: float, reachabl
     return 100.0 * (baseline_accuracy - accuracy) / room if room > 0 else float("nan")
 
 
-def emotion_label_floor(train_emotion: np.ndarray, train_speaker: np.ndarray, test_emotion: np.ndarray, test_speaker: np.ndarray) -> float:
+def emotion_label_floor(
+    train_emotion: np.ndarray, train_speaker: np.ndarray, test_emotion: np.ndarray, test_speaker: np.ndarray
+) -> float:
     """Speaker accuracy on test of the best guess given only the true emotion label: for each
     emotion, the speaker who shows it most often in train (ties to the lower id). It is also the
     chance level of a speaker probe that works within one emotion class (the majority guess)."""
@@ -77,7 +79,11 @@ def mean_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> In
 
 
 def bootstrap_interval(
-    statistic: Callable[..., float], *columns: np.ndarray, resamples: int = 1000, confidence: float = CONFIDENCE, seed: int = 0
+    statistic: Callable[..., float],
+    *columns: np.ndarray,
+    resamples: int = 1000,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
 ) -> Interval:
     """Percentile bootstrap over rows (test clips): `statistic(*columns)` on the whole set, and the
     interval of its values on `resamples` resamples of the rows drawn with replacement."""

@@ -99,6 +99,19 @@ def _category_handles(present: Iterable[int], names: Sequence[str], cmap: Colorm
     ]
 
 
+def _embedding_legends(axes, emotions: set[int], speakers: set[int], emotion_names, speaker_names) -> None:
+    """Legends right of the last column; over MAX_SPEAKER_LEGEND speakers only their count, since more
+    than a dozen qualitative colours cannot be told apart."""
+    style = dict(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
+    axes[0, -1].legend(handles=_category_handles(emotions, emotion_names, colormaps["tab10"]), title="emotion", **style)
+    if len(speakers) <= MAX_SPEAKER_LEGEND:
+        handles = _category_handles(speakers, speaker_names, colormaps["tab20"])
+        axes[1, -1].legend(handles=handles, title="speaker", ncols=1 + len(speakers) // 7, **style)
+    else:
+        note = f"{len(speakers)} speakers\n(colours repeat\nafter 20)"
+        axes[1, -1].text(1.04, 0.5, note, transform=axes[1, -1].transAxes, va="center", ha="left", fontsize=9)
+
+
 def plot_embeddings(
     panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     emotion_names: list[str],
@@ -140,22 +153,7 @@ def plot_embeddings(
         emotions_seen.update(np.unique(emotion_ids).tolist())
         speakers_seen.update(np.unique(speaker_ids).tolist())
 
-    legend_style = dict(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
-    axes[0, -1].legend(
-        handles=_category_handles(emotions_seen, emotion_names, emotion_cmap), title="emotion", **legend_style
-    )
-    if len(speakers_seen) <= MAX_SPEAKER_LEGEND:
-        axes[1, -1].legend(
-            handles=_category_handles(speakers_seen, speaker_names, speaker_cmap),
-            title="speaker",
-            ncols=1 + len(speakers_seen) // 7,
-            **legend_style,
-        )
-    else:
-        axes[1, -1].text(
-            1.04, 0.5, f"{len(speakers_seen)} speakers\n(colours repeat\nafter 20)", transform=axes[1, -1].transAxes,
-            va="center", ha="left", fontsize=9,
-        )
+    _embedding_legends(axes, emotions_seen, speakers_seen, emotion_names, speaker_names)
     fig.suptitle(f"{method_name} of standardised embeddings (seed {seed})", fontsize=12)
     return _save(fig, path)
 
@@ -185,8 +183,20 @@ def plot_frontier(curves: Mapping[str, Sequence[tuple]], path, baseline_uar=None
         for (label, _, _, is_default), x, y in zip(points, xs, ys):
             xerr = None if np.isnan(x[1:]).any() else [[x[0] - x[1]], [x[2] - x[0]]]
             yerr = None if np.isnan(y[1:]).any() else [[y[0] - y[1]], [y[2] - y[0]]]
-            ax.errorbar(x[0], y[0], xerr=xerr, yerr=yerr, fmt="o", markersize=9 if is_default else 5, color=colour,
-                        markeredgecolor="black" if is_default else colour, ecolor=colour, elinewidth=1, capsize=3, zorder=3)
+            ax.errorbar(
+                x[0],
+                y[0],
+                xerr=xerr,
+                yerr=yerr,
+                fmt="o",
+                markersize=9 if is_default else 5,
+                color=colour,
+                markeredgecolor="black" if is_default else colour,
+                ecolor=colour,
+                elinewidth=1,
+                capsize=3,
+                zorder=3,
+            )
             ax.annotate(label, (x[0], y[0]), xytext=(4, 4), textcoords="offset points", fontsize=8, color=colour)
     ax.axvline(0, color="grey", linewidth=0.8, zorder=1)
     ax.axvline(100, color="grey", linewidth=0.8, linestyle=":", zorder=1)
@@ -232,10 +242,9 @@ def plot_confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str], 
         recall = _row_normalise(matrix)
         image = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
         for (i, j), value in np.ndenumerate(recall):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=cell_font,
-                    color="white" if value > 0.6 else "black")
-        ax.set_xticks(range(n), labels, rotation=rotation, ha="right" if rotation else "center",
-                      rotation_mode="anchor")
+            colour = "white" if value > 0.6 else "black"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=cell_font, color=colour)
+        ax.set_xticks(range(n), labels, rotation=rotation, ha="right" if rotation else "center", rotation_mode="anchor")
         ax.set_yticks(range(n), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -272,8 +281,8 @@ def plot_training_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if plotted:
-        axes[-1].legend(list(plotted.values()), list(plotted.keys()), loc="center left", bbox_to_anchor=(1.02, 0.5),
-                        frameon=False, title="strategy")
+        style = dict(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="strategy")
+        axes[-1].legend(list(plotted.values()), list(plotted.keys()), **style)
     return _save(fig, path)
 
 

@@ -45,7 +45,9 @@ def extract_embeddings(model: torch.nn.Module, loader: DataLoader) -> Embeddings
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("z_emotion", "z_identity", "emotion", "speaker", "index", "emotion_pred")}
+    parts: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("z_emotion", "z_identity", "emotion", "speaker", "index", "emotion_pred")
+    }
     for batch in loader:
         outputs = model({key: value.to(device) for key, value in batch.items()})
         for key in ("z_emotion", "z_identity"):
@@ -63,7 +65,9 @@ def make_probe(kind: str, seed: int):
         classifier = LogisticRegression(max_iter=2000, C=1.0)
     elif kind == "mlp":
         # L-BFGS suits a few hundred rows: about 10x faster than Adam here, and it converges.
-        classifier = MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=seed)
+        classifier = MLPClassifier(
+            hidden_layer_sizes=(128,), alpha=1e-2, solver="lbfgs", max_iter=300, random_state=seed
+        )
     else:
         raise UserError(f"probe kind must be one of {PROBE_KINDS}, got {kind!r}")
     return make_pipeline(StandardScaler(), classifier)
@@ -92,7 +96,12 @@ class ConstantProbe:
 
 
 def probe_accuracy(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, kind: str = "linear", seed: int = 0
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    kind: str = "linear",
+    seed: int = 0,
 ) -> float:
     """Accuracy on the test rows of a probe fitted on the train rows."""
     return float((fit_probe(train_x, train_y, kind, seed).predict(test_x) == test_y).mean())
@@ -114,7 +123,10 @@ def conditional_probe_correct(train: Embeddings, test: Embeddings, kind: str = "
 def chance_levels(train_y: np.ndarray, test_y: np.ndarray) -> dict[str, float]:
     """Majority-class accuracy (predicting the train majority on test) and 1/K."""
     majority = np.bincount(train_y).argmax()
-    return {"majority": float((test_y == majority).mean()), "uniform": 1.0 / len(np.unique(np.concatenate([train_y, test_y])))}
+    return {
+        "majority": float((test_y == majority).mean()),
+        "uniform": 1.0 / len(np.unique(np.concatenate([train_y, test_y]))),
+    }
 
 
 TARGETS = ("speaker", "emotion")
@@ -134,7 +146,9 @@ def probe_all(train: Embeddings, test: Embeddings, seed: int = 0) -> dict[str, f
         chance = chance_levels(train_y, test_y)
         results[f"chance_{target}"] = chance["uniform"]
         results[f"chance_{target}_majority"] = chance["majority"]
-    results["floor_speaker_from_emotion_label"] = emotion_label_floor(train.emotion, train.speaker, test.emotion, test.speaker)
+    results["floor_speaker_from_emotion_label"] = emotion_label_floor(
+        train.emotion, train.speaker, test.emotion, test.speaker
+    )
     return results
 
 
@@ -148,7 +162,9 @@ def format_probe_table(results: dict[str, float]) -> str:
             chance = f"{results[f'chance_{target}']:.3f}, {results[f'chance_{target}_majority']:.3f}"
             lines.append(f"{name:<28}{linear:>8.3f}{mlp:>8.3f}   {chance}")
     floor = results["floor_speaker_from_emotion_label"]
-    lines.append(f"floor: the true emotion label alone names the speaker at {floor:.3f}; z_emotion cannot be cleaner than that")
+    lines.append(
+        f"floor: the true emotion label alone names the speaker at {floor:.3f}; z_emotion cannot be cleaner than that"
+    )
     return "\n".join(lines)
 
 
@@ -161,7 +177,9 @@ def probe_checkpoint(ckpt_path: str, datamodule, seed: int = 0) -> dict[str, flo
     expected = {"num_emotions": datamodule.num_emotions, "num_speakers": datamodule.num_speakers}
     found = {key: model.hparams[key] for key in expected}
     if found != expected:
-        raise UserError(f"checkpoint {ckpt_path} was trained on other data ({found}) than given ({expected}): pass the fit config")
+        raise UserError(
+            f"checkpoint {ckpt_path} was trained on other data ({found}) than given ({expected}): pass the fit config"
+        )
     train = extract_embeddings(model, datamodule.loader("train"))
     test = extract_embeddings(model, datamodule.loader("test"))
     return probe_all(train, test, seed)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest.mock import patch
 
 import numpy as np
 import torch
@@ -32,8 +30,7 @@ from avdisentangle.evaluation.probe import (
     fit_probe,
     probe_accuracy,
 )
-
-SPLITS = ("closed_set", "unseen")
+from avdisentangle.lightning_cli import run_lightning
 
 
 @dataclass(frozen=True)
@@ -76,18 +73,9 @@ class RunOutcome:
     history: list[dict] = field(default_factory=list)  # the run's metrics.csv rows, for the training curves
 
 
-def fit_and_evaluate(spec: RunSpec, configs: list[str], run_dir: Path, extra: list[str], threads: int | None = None) -> RunOutcome:
-    """Fit one run, test its best checkpoint (validation emotion UAR) and measure it."""
-    from avdisentangle.cli import run_lightning
-
-    if threads:
-        torch.set_num_threads(threads)
-    # Many runs: keep the console to the report's own lines.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*(LeafSpec|multiple `ModelCheckpoint`).*")
-    started = time.perf_counter()
-    args = [
+def fit_command(spec: RunSpec, configs: list[str], run_dir: Path, extra: list[str]) -> list[str]:
+    """The `fit` arguments of one run: quiet, a CSV log and checkpoints in its own folder."""
+    return [
         "fit",
         *[f"--config={config}" for config in configs],
         *spec.fit_args(),
@@ -100,8 +88,20 @@ def fit_and_evaluate(spec: RunSpec, configs: list[str], run_dir: Path, extra: li
         "--data.progress=false",
         *extra,
     ]
-    with patch.object(sys, "argv", sys.argv[:1]):  # LightningCLI warns when it sees this command's own argv
-        cli = run_lightning(args)
+
+
+def fit_and_evaluate(
+    spec: RunSpec, configs: list[str], run_dir: Path, extra: list[str], threads: int | None = None
+) -> RunOutcome:
+    """Fit one run, test its best checkpoint (validation emotion UAR) and measure it."""
+    if threads:
+        torch.set_num_threads(threads)
+    # Many runs: keep the console to the report's own lines.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|multiple `ModelCheckpoint`).*")
+    started = time.perf_counter()
+    cli = run_lightning(fit_command(spec, configs, run_dir, extra))
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     metrics = trainer.test(model, datamodule, ckpt_path="best", verbose=False)[0]
     test = extract_embeddings(model, datamodule.loader("test"))
@@ -116,16 +116,33 @@ def fit_and_evaluate(spec: RunSpec, configs: list[str], run_dir: Path, extra: li
     }
     uar = bootstrap_interval(unweighted_average_recall, test.emotion, test.emotion_pred, seed=spec.seed)
     if spec.split == "unseen":
-        row.update(unseen_speaker_emotion_uar=uar.mean, unseen_speaker_emotion_uar_low=uar.low, unseen_speaker_emotion_uar_high=uar.high)
+        row.update(
+            unseen_speaker_emotion_uar=uar.mean,
+            unseen_speaker_emotion_uar_low=uar.low,
+            unseen_speaker_emotion_uar_high=uar.high,
+        )
     else:
-        row.update(emotion_uar=uar.mean, emotion_uar_low=uar.low, emotion_uar_high=uar.high, speaker_acc=metrics["test/speaker/wa"])
+        row.update(
+            emotion_uar=uar.mean,
+            emotion_uar_low=uar.low,
+            emotion_uar_high=uar.high,
+            speaker_acc=metrics["test/speaker/wa"],
+        )
         train = extract_embeddings(model, datamodule.loader("train"))
         val = extract_embeddings(model, datamodule.loader("val"))
         row.update(identity_probes(train, val, test, spec.seed))
     row["seconds"] = round(time.perf_counter() - started, 1)
     with (Path(trainer.logger.log_dir) / "metrics.csv").open(newline="") as handle:
         history = list(csv.DictReader(handle))
-    return RunOutcome(spec, row, test, model.test_confusion_matrix, list(datamodule.emotion_names), list(datamodule.speaker_names), history)
+    return RunOutcome(
+        spec,
+        row,
+        test,
+        model.test_confusion_matrix,
+        list(datamodule.emotion_names),
+        list(datamodule.speaker_names),
+        history,
+    )
 
 
 def identity_probes(train: Embeddings, val: Embeddings, test: Embeddings, seed: int) -> dict[str, float]:
@@ -141,12 +158,24 @@ def identity_probes(train: Embeddings, val: Embeddings, test: Embeddings, seed: 
         "probe_speaker_from_emotion_mlp_low": leak.low,
         "probe_speaker_from_emotion_mlp_high": leak.high,
         "val_probe_speaker_from_emotion_mlp": float((mlp.predict(val.z_emotion) == val.speaker).mean()),
-        "probe_speaker_from_emotion_linear": probe_accuracy(train.z_emotion, train.speaker, test.z_emotion, test.speaker, "linear", seed),
+        "probe_speaker_from_emotion_linear": probe_accuracy(
+            train.z_emotion, train.speaker, test.z_emotion, test.speaker, "linear", seed
+        ),
         "conditional_speaker_from_emotion_mlp": float(conditional_probe_correct(train, test, "mlp", seed).mean()),
-        "floor_speaker_from_emotion_label": emotion_label_floor(train.emotion, train.speaker, test.emotion, test.speaker),
-        "val_floor_speaker_from_emotion_label": emotion_label_floor(train.emotion, train.speaker, val.emotion, val.speaker),
+        "floor_speaker_from_emotion_label": emotion_label_floor(
+            train.emotion, train.speaker, test.emotion, test.speaker
+        ),
+        "val_floor_speaker_from_emotion_label": emotion_label_floor(
+            train.emotion, train.speaker, val.emotion, val.speaker
+        ),
         "chance_speaker": 1.0 / num_speakers,
-        "probe_emotion_from_emotion_linear": probe_accuracy(train.z_emotion, train.emotion, test.z_emotion, test.emotion, "linear", seed),
-        "probe_speaker_from_identity_linear": probe_accuracy(train.z_identity, train.speaker, test.z_identity, test.speaker, "linear", seed),
-        "probe_emotion_from_identity_linear": probe_accuracy(train.z_identity, train.emotion, test.z_identity, test.emotion, "linear", seed),
+        "probe_emotion_from_emotion_linear": probe_accuracy(
+            train.z_emotion, train.emotion, test.z_emotion, test.emotion, "linear", seed
+        ),
+        "probe_speaker_from_identity_linear": probe_accuracy(
+            train.z_identity, train.speaker, test.z_identity, test.speaker, "linear", seed
+        ),
+        "probe_emotion_from_identity_linear": probe_accuracy(
+            train.z_identity, train.emotion, test.z_identity, test.emotion, "linear", seed
+        ),
     }

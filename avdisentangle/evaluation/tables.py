@@ -11,16 +11,42 @@ from avdisentangle.evaluation.analysis import BASELINE, fmt, is_nan
 from avdisentangle.evaluation.metrics import Interval
 
 RUN_COLUMNS = (
-    "strategy", "strength", "split", "seed", "fold",
-    "emotion_uar", "emotion_uar_low", "emotion_uar_high", "emotion_f1", "emotion_wa", "speaker_acc", "delta_uar_points",
-    "probe_speaker_from_emotion_mlp", "probe_speaker_from_emotion_mlp_low", "probe_speaker_from_emotion_mlp_high",
-    "probe_speaker_from_emotion_linear", "floor_speaker_from_emotion_label", "chance_speaker",
-    "disentanglement_floor_pct", "disentanglement_pct", "disentanglement_chance_pct", "disentanglement_floor_linear_pct",
-    "conditional_speaker_from_emotion_mlp", "conditional_disentanglement_pct",
-    "probe_emotion_from_emotion_linear", "probe_speaker_from_identity_linear", "probe_emotion_from_identity_linear",
-    "val_emotion_uar", "val_delta_uar_points", "val_probe_speaker_from_emotion_mlp", "val_floor_speaker_from_emotion_label",
+    "strategy",
+    "strength",
+    "split",
+    "seed",
+    "fold",
+    "emotion_uar",
+    "emotion_uar_low",
+    "emotion_uar_high",
+    "emotion_f1",
+    "emotion_wa",
+    "speaker_acc",
+    "delta_uar_points",
+    "probe_speaker_from_emotion_mlp",
+    "probe_speaker_from_emotion_mlp_low",
+    "probe_speaker_from_emotion_mlp_high",
+    "probe_speaker_from_emotion_linear",
+    "floor_speaker_from_emotion_label",
+    "chance_speaker",
+    "disentanglement_floor_pct",
+    "disentanglement_pct",
+    "disentanglement_chance_pct",
+    "disentanglement_floor_linear_pct",
+    "conditional_speaker_from_emotion_mlp",
+    "conditional_disentanglement_pct",
+    "probe_emotion_from_emotion_linear",
+    "probe_speaker_from_identity_linear",
+    "probe_emotion_from_identity_linear",
+    "val_emotion_uar",
+    "val_delta_uar_points",
+    "val_probe_speaker_from_emotion_mlp",
+    "val_floor_speaker_from_emotion_label",
     "val_disentanglement_floor_pct",
-    "unseen_speaker_emotion_uar", "unseen_speaker_emotion_uar_low", "unseen_speaker_emotion_uar_high", "unseen_delta_uar_points",
+    "unseen_speaker_emotion_uar",
+    "unseen_speaker_emotion_uar_low",
+    "unseen_speaker_emotion_uar_high",
+    "unseen_delta_uar_points",
     "seconds",
 )
 
@@ -44,17 +70,26 @@ def write_runs_csv(rows: list[dict], path: Path) -> None:
     path.write_text(csv_text(list(RUN_COLUMNS), [[row.get(c) for c in RUN_COLUMNS] for row in rows]))
 
 
-def write_summary_csv(summary: dict[tuple, dict], split: str, path: Path, defaults: dict[str, float | None],
-                      knees: dict[str, float | None] | None = None) -> None:
+def write_summary_csv(
+    summary: dict[tuple, dict],
+    split: str,
+    path: Path,
+    defaults: dict[str, float | None],
+    knees: dict[str, float | None] | None = None,
+) -> None:
     """Per (strategy, weight): n and, per column, mean, low and high of the 95% interval."""
     columns = [c for c in next(iter(summary.values())) if c != "n"]
-    header = ["split", "strategy", "weight", "default", "n"] + [f"{c}{s}" for c in columns for s in ("", "_low", "_high")]
+    header = ["split", "strategy", "weight", "default", "n"] + [
+        f"{c}{s}" for c in columns for s in ("", "_low", "_high")
+    ]
     if knees is not None:
         header.append("knee_on_validation")
     rows = []
     for (strategy, strength), stats in summary.items():
         weight = defaults.get(strategy) if strength is None else strength
-        row = [split, strategy, weight, "yes" if strength is None else "", stats["n"]] + [v for c in columns for v in stats[c]]
+        row = [split, strategy, weight, "yes" if strength is None else "", stats["n"]] + [
+            v for c in columns for v in stats[c]
+        ]
         if knees is not None:
             row.append("yes" if weight is not None and knees.get(strategy) == weight else "")
         rows.append(row)
@@ -75,23 +110,28 @@ def closed_set_table(summary: dict[tuple, dict]) -> str:
         lines.append(
             f"| {strategy} | {fmt(s['emotion_uar'])} | {fmt(s['delta_uar_points'], 1) if paired else '—'} "
             f"| {fmt(s['probe_speaker_from_emotion_mlp'])} | {s['floor_speaker_from_emotion_label'].mean:.3f} "
-            f"| {fmt(s['disentanglement_floor_pct'], 1) if paired else '0'} | {fmt(s['disentanglement_pct'], 1) if paired else '0'} "
-            f"| {fmt(s['disentanglement_chance_pct'], 1) if paired else '0'} | {fmt(s['disentanglement_floor_linear_pct'], 1) if paired else '0'} "
-            f"| {fmt(s['conditional_speaker_from_emotion_mlp'])} | {fmt(s['conditional_disentanglement_pct'], 1) if paired else '0'} |"
+            f"| {fmt(s['disentanglement_floor_pct'], 1) if paired else '0'} | "
+            f"{fmt(s['disentanglement_pct'], 1) if paired else '0'} "
+            f"| {fmt(s['disentanglement_chance_pct'], 1) if paired else '0'} | "
+            f"{fmt(s['disentanglement_floor_linear_pct'], 1) if paired else '0'} "
+            f"| {fmt(s['conditional_speaker_from_emotion_mlp'])} | "
+            f"{fmt(s['conditional_disentanglement_pct'], 1) if paired else '0'} |"
         )
     return "\n".join(lines)
 
 
 def unseen_table(summary: dict[tuple, dict], pooled: dict[str, Interval | None]) -> str:
     lines = [
-        "| strategy | emotion UAR on unseen speakers | ΔUAR (points), paired over folds | ΔUAR (points), pooled clips, bootstrap |",
+        "| strategy | emotion UAR on unseen speakers | ΔUAR (points), paired over folds | ΔUAR (points), pooled "
+        "clips, bootstrap |",
         "|" + " --- |" * 4,
     ]
     for (strategy, _), s in summary.items():
         paired = strategy != BASELINE
         pooled_delta = pooled.get(strategy)
         lines.append(
-            f"| {strategy} | {fmt(s['unseen_speaker_emotion_uar'])} | {fmt(s['unseen_delta_uar_points'], 1) if paired else '—'} "
+            f"| {strategy} | {fmt(s['unseen_speaker_emotion_uar'])} | "
+            f"{fmt(s['unseen_delta_uar_points'], 1) if paired else '—'} "
             f"| {fmt(pooled_delta, 1) if paired and pooled_delta else '—'} |"
         )
     return "\n".join(lines)
@@ -102,20 +142,26 @@ def frontier_table(summary: dict[tuple, dict], knees: dict[str, float | None], d
         "| strategy | weight | val ΔUAR | val D_floor % | test ΔUAR | test D_floor % | |",
         "|" + " --- |" * 7,
     ]
-    points = [(strategy, defaults.get(strategy) if strength is None else strength, strength is None, s)
-              for (strategy, strength), s in summary.items() if strategy != BASELINE]
+    points = [
+        (strategy, defaults.get(strategy) if strength is None else strength, strength is None, s)
+        for (strategy, strength), s in summary.items()
+        if strategy != BASELINE
+    ]
     for strategy, weight, is_default, s in sorted(points, key=lambda p: (p[0], p[1])):
         marks = ["default"] if is_default else []
         if knees.get(strategy) == weight:
             marks.append("**knee (chosen on val)**")
         lines.append(
-            f"| {strategy} | {weight:g} | {fmt(s['val_delta_uar_points'], 1)} | {fmt(s['val_disentanglement_floor_pct'], 1)} "
+            f"| {strategy} | {weight:g} | {fmt(s['val_delta_uar_points'], 1)} | "
+            f"{fmt(s['val_disentanglement_floor_pct'], 1)} "
             f"| {fmt(s['delta_uar_points'], 1)} | {fmt(s['disentanglement_floor_pct'], 1)} | {', '.join(marks)} |"
         )
     return "\n".join(lines)
 
 
-def targets(summary: dict[tuple, dict], unseen: dict[tuple, dict], pooled: dict[str, Interval | None], paper: tuple[str, ...]) -> list[str]:
+def targets(
+    summary: dict[tuple, dict], unseen: dict[tuple, dict], pooled: dict[str, Interval | None], paper: tuple[str, ...]
+) -> list[str]:
     """The issue's targets, each marked met or not from this run's numbers (default strengths)."""
     defaults = {k[0]: s for k, s in summary.items() if k[1] is None and k[0] != BASELINE}
 
@@ -124,7 +170,9 @@ def targets(summary: dict[tuple, dict], unseen: dict[tuple, dict], pooled: dict[
         return delta.mean >= -1.0 and not (delta.high < 0)
 
     def best(names) -> tuple[str, float]:
-        scored = [(n, defaults[n]["disentanglement_floor_pct"].mean) for n in names if n in defaults and holds(defaults[n])]
+        scored = [
+            (n, defaults[n]["disentanglement_floor_pct"].mean) for n in names if n in defaults and holds(defaults[n])
+        ]
         return max(scored, key=lambda p: p[1]) if scored else ("none qualifies", math.nan)
 
     paper_best, overall_best = best(paper), best(defaults)
@@ -133,10 +181,13 @@ def targets(summary: dict[tuple, dict], unseen: dict[tuple, dict], pooled: dict[
     mark = {True: "met", False: "not met"}
     return [
         f"- A paper technique ({', '.join(paper)}) removes >= 30% (floor-normalised) with UAR held "
-        f"(mean >= -1 point, interval reaching 0): {mark[paper_best[1] >= 30]} (best: {paper_best[0]}, {paper_best[1]:.1f}%).",
+        f"(mean >= -1 point, interval reaching 0): {mark[paper_best[1] >= 30]} (best: {paper_best[0]}, "
+        f"{paper_best[1]:.1f}%).",
         f"- The best strategy reaches >= 50% on the same terms: {mark[overall_best[1] >= 50]} "
         f"(best: {overall_best[0]}, {overall_best[1]:.1f}%).",
-        f"- A strategy raises UAR on unseen speakers with an interval above 0: over folds (training variance included): "
-        f"{mark[bool(over_folds)]}{' (' + ', '.join(over_folds) + ')' if over_folds else ''}; over pooled clips (clip sampling "
+        "- A strategy raises UAR on unseen speakers with an interval above 0: over folds (training variance "
+        "included): "
+        f"{mark[bool(over_folds)]}{' (' + ', '.join(over_folds) + ')' if over_folds else ''}; over pooled clips "
+        "(clip sampling "
         f"only): {mark[bool(over_clips)]}{' (' + ', '.join(over_clips) + ')' if over_clips else ''}.",
     ]

@@ -99,7 +99,9 @@ class VideoEncoder(nn.Module):
     def forward(self, video: Tensor) -> Encoded:
         batch, frames, channels, height, width = video.shape
         if channels != self.in_channels:
-            raise ValueError(f"VideoEncoder expects {self.in_channels} channels, got video of shape {tuple(video.shape)}")
+            raise ValueError(
+                f"VideoEncoder expects {self.in_channels} channels, got video of shape {tuple(video.shape)}"
+            )
         pixels = video.reshape(batch * frames, channels, height, width).float() / 255.0
         per_frame = self.cnn(pixels).reshape(batch, frames, -1)
         return self.head(per_frame.transpose(1, 2))

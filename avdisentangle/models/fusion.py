@@ -44,7 +44,12 @@ class AttentionFusion(nn.Module):
         self.modalities = tuple(modalities)
         self.modality_embedding = nn.Parameter(0.02 * torch.randn(len(self.modalities), in_dim))
         self.attention = nn.TransformerEncoderLayer(
-            d_model=in_dim, nhead=num_heads, dim_feedforward=2 * in_dim, dropout=dropout, batch_first=True, norm_first=True
+            d_model=in_dim,
+            nhead=num_heads,
+            dim_feedforward=2 * in_dim,
+            dropout=dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.mlp = nn.Sequential(
             nn.Linear(in_dim * len(self.modalities), out_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from avdisentangle.data.splits import SPLIT_NAMES
 from avdisentangle.errors import UserError
 from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 MODALITIES = ("audio", "video")
 FUSIONS = {"concat": ConcatFusion, "attention": AttentionFusion}
-SPLITS = ("train", "val", "test")
 TASKS = ("emotion", "speaker")
 STRATEGY_PREFIX = "strategy_modules."
 
@@ -39,7 +39,9 @@ def parse_modalities(spec: str) -> tuple[str, ...]:
     """'video, audio' -> ('audio', 'video'): a validated, canonically ordered modality tuple."""
     names = {name.strip() for name in spec.split(",") if name.strip()}
     if not names or not names <= set(MODALITIES):
-        raise UserError(f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}")
+        raise UserError(
+            f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}"
+        )
     return tuple(m for m in MODALITIES if m in names)
 
 
@@ -57,7 +59,9 @@ def task_metrics(num_classes: int, prefix: str) -> MetricCollection:
 
 def branch(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
     """A two-layer projection from the shared trunk to one low-dimensional embedding."""
-    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(in_dim, out_dim))
+    return nn.Sequential(
+        nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(in_dim, out_dim)
+    )
 
 
 class MultitaskAVModule(L.LightningModule):
@@ -89,13 +93,18 @@ class MultitaskAVModule(L.LightningModule):
         if fusion not in FUSIONS:
             raise UserError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
         if emotion_class_weights is not None and len(emotion_class_weights) != num_emotions:
-            raise UserError(f"emotion_class_weights has {len(emotion_class_weights)} entries for {num_emotions} emotions")
+            raise UserError(
+                f"emotion_class_weights has {len(emotion_class_weights)} entries for {num_emotions} emotions"
+            )
         if emotion_label_names is not None and len(emotion_label_names) != num_emotions:
             raise UserError(f"emotion_label_names has {len(emotion_label_names)} entries for {num_emotions} emotions")
         self.emotion_label_names = emotion_label_names or [str(i) for i in range(num_emotions)]
 
         self.encoders = nn.ModuleDict(
-            {m: AudioEncoder(hidden_dim) if m == "audio" else VideoEncoder(video_channels, hidden_dim) for m in self.modalities}
+            {
+                m: AudioEncoder(hidden_dim) if m == "audio" else VideoEncoder(video_channels, hidden_dim)
+                for m in self.modalities
+            }
         )
         self.fusion = FUSIONS[fusion](self.modalities, hidden_dim, hidden_dim, dropout=dropout)
         self.emotion_branch = branch(hidden_dim, emotion_dim, dropout)
@@ -108,7 +117,7 @@ class MultitaskAVModule(L.LightningModule):
 
         counts = {"emotion": num_emotions, "speaker": num_speakers}
         self.metrics = nn.ModuleDict(
-            {f"{s}_{t}": task_metrics(counts[t], f"{s}/{t}/") for s in SPLITS for t in TASKS}
+            {f"{s}_{t}": task_metrics(counts[t], f"{s}/{t}/") for s in SPLIT_NAMES for t in TASKS}
         )
         self.test_confusion = MulticlassConfusionMatrix(num_emotions)
         self.test_confusion_matrix: np.ndarray | None = None
@@ -121,8 +130,14 @@ class MultitaskAVModule(L.LightningModule):
     @classmethod
     def for_data(cls, datamodule: AVDataModule, **hparams: Any) -> MultitaskAVModule:
         """A model sized from the data, as the CLI links it (label counts, class weights, video channels)."""
-        return cls(datamodule.num_emotions, datamodule.num_speakers, datamodule.emotion_class_weights,
-                   datamodule.video_channels, **hparams)
+        datamodule.ready()
+        return cls(
+            datamodule.num_emotions,
+            datamodule.num_speakers,
+            datamodule.emotion_class_weights,
+            datamodule.video_channels,
+            **hparams,
+        )
 
     # ----------------------------------------------------------------------------- strategies
     def attach_strategy(self, strategy: DisentanglementStrategy) -> None:
@@ -152,7 +167,9 @@ class MultitaskAVModule(L.LightningModule):
 
     def task_losses(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The weighted multitask terms, named as they are logged ('emotion/ce', 'speaker/ce')."""
-        emotion = F.cross_entropy(outputs["emotion_logits"].float(), batch["emotion"], weight=self.emotion_class_weights)
+        emotion = F.cross_entropy(
+            outputs["emotion_logits"].float(), batch["emotion"], weight=self.emotion_class_weights
+        )
         speaker = F.cross_entropy(outputs["speaker_logits"].float(), batch["speaker"])
         return {"emotion/ce": emotion, "speaker/ce": self.hparams.identity_weight * speaker}
 
@@ -226,7 +243,9 @@ class MultitaskAVModule(L.LightningModule):
         when the length is unknown (max_epochs=-1 without max_steps: inf; an iterable dataset without
         max_steps: -1) the learning rate stays constant.
         """
-        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.parameter_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps) or total_steps < 1:
             return optimizer
@@ -236,7 +255,11 @@ class MultitaskAVModule(L.LightningModule):
     # ----------------------------------------------------------------------------- checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Name the missing strategy callbacks instead of failing on unexpected state-dict keys."""
-        stored = {key[len(STRATEGY_PREFIX) :].split(".")[0] for key in checkpoint["state_dict"] if key.startswith(STRATEGY_PREFIX)}
+        stored = {
+            key[len(STRATEGY_PREFIX) :].split(".")[0]
+            for key in checkpoint["state_dict"]
+            if key.startswith(STRATEGY_PREFIX)
+        }
         missing = sorted(stored - set(self.strategy_modules.keys()))
         if missing:
             raise RuntimeError(

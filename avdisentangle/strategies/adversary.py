@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from avdisentangle.strategies.batch_stats import batch_standardise
 
-class BatchStandardize(nn.Module):
-    """Standardise each dimension with the batch's own mean and std (no learnt or running state).
 
-    Frozen-embedding probes standardise their input, so a dimension whose speaker signal is tiny
-    in scale is as readable to them as a large one. An adversary that sees raw z_emotion can be
-    fooled by shrinking such dimensions; standardising its input closes that loophole.
-    """
+class BatchStandardise(nn.Module):
+    """`batch_standardise` as a layer: the adversary reads z_emotion as a probe would (a batch of one passes)."""
 
     def forward(self, z: Tensor) -> Tensor:
-        if z.shape[0] < 2:
-            return z
-        return (z - z.mean(dim=0)) / (z.std(dim=0) + 1e-5)
+        return z if z.shape[0] < 2 else batch_standardise(z)
 
 
 def speaker_adversary(in_dim: int, hidden_dim: int, num_speakers: int) -> nn.Sequential:
     """Standardised input -> MLP -> speaker logits."""
     return nn.Sequential(
-        BatchStandardize(), nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_speakers)
+        BatchStandardise(), nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_speakers)
     )

@@ -1,10 +1,11 @@
-"""The one contract every disentanglement strategy follows.
+"""The one contract every disentanglement strategy follows, and the registry that finds them.
 
 A strategy is a Lightning callback. In `setup` it puts the modules it owns (an adversary, say)
 into `pl_module.strategy_modules[name]`, so the module's device moves, optimiser and checkpoints
 cover them, and attaches itself to the module. The module then calls `loss_terms(outputs, batch)`
 every step and adds the returned named, already-weighted scalars to its loss, logging each one as
-`<split>/<name>/<term>`. Schedules live in buffers of the owned modules, so they are checkpointed.
+`<split>/<name>/<term>`. A strategy with a `schedule` owns a `ScheduleState`, which is advanced
+before every training step and checkpointed with the other owned modules.
 """
 
 from __future__ import annotations
@@ -14,11 +15,29 @@ from typing import Any, ClassVar
 import lightning.pytorch as L
 from torch import Tensor, nn
 
+from avdisentangle.strategies.schedules import Schedule, ScheduleState
+
+STRATEGIES: dict[str, type[DisentanglementStrategy] | None] = {"none": None}
+"""Every strategy class by its `name`, registered as the class is defined. "none" is the plain
+multitask baseline: configure no strategy callback at all (it maps to None)."""
+
 
 class DisentanglementStrategy(L.Callback):
-    """Base class: subclasses set `name`, may build modules, and return named loss terms."""
+    """Base class: subclasses set `name`, may build modules and a schedule, and return named loss terms."""
 
     name: ClassVar[str]
+    schedule: Schedule | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register every subclass that sets its own `name` (one without is a shared base, not a strategy)."""
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return
+        if cls.name in STRATEGIES:
+            taken = STRATEGIES[cls.name]
+            owner = "the baseline" if taken is None else f"{taken.__module__}.{taken.__qualname__}"
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__}: strategy name {cls.name!r} is taken by {owner}")
+        STRATEGIES[cls.name] = cls
 
     def __init__(self, weight: float = 1.0, lr_scale: float = 1.0) -> None:
         super().__init__()
@@ -44,6 +63,17 @@ class DisentanglementStrategy(L.Callback):
     def teardown(self, trainer: L.Trainer | None, pl_module: L.LightningModule, stage: str) -> None:
         """Stop contributing once the run ends, so a model reused elsewhere carries no stale strategy."""
         pl_module.detach_strategy(self)
+
+    def schedule_state(self) -> ScheduleState:
+        """The `ScheduleState` among the owned modules, where the schedule's current value lives."""
+        return next(module for module in self.module.modules() if isinstance(module, ScheduleState))
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Advance the schedule, if any, to the current progress before this step's loss is computed."""
+        if self.schedule is not None:
+            self.schedule_state().advance(self.schedule, trainer)
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         """Named, already-weighted scalar terms to add to the module's loss."""

@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avdisentangle.errors import UserError
 from avdisentangle.strategies.adversary import speaker_adversary
 from avdisentangle.strategies.base import DisentanglementStrategy
-from avdisentangle.strategies.schedules import SCHEDULES, dann_ramp, scheduled, training_progress
+from avdisentangle.strategies.schedules import Schedule, ScheduleState
 
 
 class GradientReversal(torch.autograd.Function):
@@ -39,21 +38,16 @@ def grad_reverse(x: Tensor, lambda_: Tensor | float) -> Tensor:
     return GradientReversal.apply(x, torch.as_tensor(lambda_, device=x.device))
 
 
-def dann_lambda(progress: float, lambda_max: float = 1.0, gamma: float = 10.0) -> float:
-    """lambda_max times the DANN ramp: near 0 early, when the adversary is still noise."""
-    return lambda_max * dann_ramp(progress, gamma)
-
-
 class SpeakerAdversary(nn.Module):
-    """MLP speaker classifier behind a gradient reversal layer; lambda is a checkpointed buffer."""
+    """MLP speaker classifier behind a gradient reversal layer; lambda is its schedule's checkpointed value."""
 
     def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int) -> None:
         super().__init__()
         self.mlp = speaker_adversary(in_dim, hidden_dim, num_speakers)
-        self.register_buffer("lambda_", torch.tensor(0.0))
+        self.schedule_state = ScheduleState()
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.mlp(grad_reverse(z, self.lambda_))
+        return self.mlp(grad_reverse(z, self.schedule_state.scale))
 
 
 class GradientReversalStrategy(DisentanglementStrategy):
@@ -75,22 +69,18 @@ class GradientReversalStrategy(DisentanglementStrategy):
         adversary_lr_scale: float = 10.0,
     ) -> None:
         super().__init__(weight, lr_scale=adversary_lr_scale)
-        if schedule not in SCHEDULES:
-            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
-        self.lambda_max = lambda_max
-        self.schedule = schedule
-        self.gamma = gamma
+        self.schedule = Schedule(schedule, gamma, peak=lambda_max)
         self.hidden_dim = hidden_dim
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
         return SpeakerAdversary(pl_module.hparams.emotion_dim, self.hidden_dim, pl_module.hparams.num_speakers)
 
-    def current_lambda(self, trainer: L.Trainer) -> float:
-        return self.lambda_max * scheduled(self.schedule, training_progress(trainer), self.gamma)
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        self.module.lambda_.fill_(self.current_lambda(trainer))
-        pl_module.log(f"train/{self.name}/lambda", self.module.lambda_.clone(), on_step=True, on_epoch=False)
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Advance lambda (the base class does) and log it."""
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        pl_module.log(f"train/{self.name}/lambda", self.schedule_state().scale.clone(), on_step=True, on_epoch=False)
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         logits = self.module(outputs["z_emotion"])

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avdisentangle.strategies.base import DisentanglementStrategy
-from avdisentangle.strategies.schedules import scheduled, training_progress
+from avdisentangle.strategies.batch_stats import batch_standardise
+from avdisentangle.strategies.schedules import Schedule, ScheduleState
 
 MIN_BATCH = 6  # rows in the batch, for the standardisation
 MIN_GROUP = 4  # rows per emotion: the unbiased estimator needs n >= 4
@@ -56,7 +58,7 @@ def speaker_dependence(z: Tensor, speakers: Tensor, emotions: Tensor | None) -> 
     z = z.float()
     if z.shape[0] < MIN_BATCH:
         return None
-    z = (z - z.mean(dim=0)) / (z.std(dim=0) + 1e-5)
+    z = batch_standardise(z)
     onehot = F.one_hot(speakers).float()  # its Gram matrix is the delta kernel, whatever its width
     if emotions is None:
         return unbiased_hsic(z @ z.T, onehot @ onehot.T)
@@ -69,32 +71,21 @@ def speaker_dependence(z: Tensor, speakers: Tensor, emotions: Tensor | None) -> 
     return sum(w * unbiased_hsic(z[rows] @ z[rows].T, onehot[rows] @ onehot[rows].T) for rows, w in within)
 
 
-class ScheduleState(nn.Module):
-    """Holds a schedule's current multiplier as a buffer, so checkpoints restore it exactly."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.tensor(1.0))
-
-
 class HSICStrategy(DisentanglementStrategy):
     """Unbiased HSIC between z_emotion and the speaker, conditional on emotion by default. Term: `hsic`."""
 
     name = "hsic"
 
-    def __init__(self, weight: float = 1.0, conditional: bool = True, schedule: str = "dann", gamma: float = 10.0) -> None:
+    def __init__(
+        self, weight: float = 1.0, conditional: bool = True, schedule: str = "dann", gamma: float = 10.0
+    ) -> None:
         super().__init__(weight)
-        scheduled(schedule, 0.0, gamma)  # validates the name
         self.conditional = conditional
-        self.schedule = schedule
-        self.gamma = gamma
+        # Ramped in (dann), so both tasks are learnt before identity is squeezed out.
+        self.schedule = Schedule(schedule, gamma)
 
-    def build_modules(self, pl_module) -> nn.Module:
+    def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
         return ScheduleState()
-
-    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
-        """Ramp the penalty in (dann) so both tasks are learnt before identity is squeezed out."""
-        self.module.scale.fill_(scheduled(self.schedule, training_progress(trainer), self.gamma))
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         z_emotion = outputs["z_emotion"]

@@ -15,17 +15,13 @@ import torch
 from torch import Tensor
 
 from avdisentangle.strategies.base import DisentanglementStrategy
-
-
-def standardise(z: Tensor, eps: float = 1e-5) -> Tensor:
-    """Zero mean, unit variance per dimension over the batch."""
-    z = z - z.mean(dim=0, keepdim=True)
-    return z / (z.pow(2).mean(dim=0, keepdim=True) + eps).sqrt()
+from avdisentangle.strategies.batch_stats import batch_standardise
 
 
 def mean_squared_correlation(z_a: Tensor, z_b: Tensor) -> Tensor:
     """||C||_F^2 / (d_a d_b) for the batch cross-correlation C of z_a and z_b."""
-    correlation = standardise(z_a.float()).T @ standardise(z_b.float()) / z_a.shape[0]
+    a, b = (batch_standardise(z.float(), population=True) for z in (z_a, z_b))
+    correlation = a.T @ b / z_a.shape[0]
     return correlation.pow(2).mean()
 
 

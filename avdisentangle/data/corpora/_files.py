@@ -76,7 +76,9 @@ def clip_file_refusals(root: Path, audio: Path, video: Path) -> list[Refusal]:
     Audio and video may be one file (a video whose audio track is used), which is then checked once.
     """
     kinds = {audio: "audio", video: "video"} if audio != video else {audio: "audio-video"}
-    return [Refusal(relative(path, root), problem) for path, kind in kinds.items() if (problem := file_problem(path, kind))]
+    return [
+        Refusal(relative(path, root), problem) for path, kind in kinds.items() if (problem := file_problem(path, kind))
+    ]
 
 
 def finish(clips: list[ClipRecord], refused: list[Refusal], root: Path, corpus: str, expected: str) -> CorpusListing:

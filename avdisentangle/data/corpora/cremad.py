@@ -10,9 +10,13 @@ from pathlib import Path
 from avdisentangle.data.corpora._files import clip_file_refusals, finish, is_media, list_folder, relative
 from avdisentangle.data.records import ClipRecord, CorpusError, CorpusListing, Refusal, require_root
 
-SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
-EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
-LEVELS = ("LO", "MD", "HI", "XX")
+# The codes of a CREMA-D file name, shared by this reader and the synthetic corpus writer.
+SENTENCE_CODES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
+EMOTION_BY_CODE = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+EMOTION_CODES = tuple(EMOTION_BY_CODE)  # in this order the synthetic corpus numbers its emotions
+LEVEL_CODES = ("LO", "MD", "HI", "XX")  # intensity: low, medium, high, unspecified
+#: Clips in the released corpus (91 actors; Cao et al. 2014, "CREMA-D", IEEE Trans. Affective Computing).
+CLIP_COUNT = 7442
 AUDIO_SUFFIXES = (".wav",)
 VIDEO_SUFFIXES = (".flv", ".mp4", ".avi")  # in order of preference when one stem has several
 EXPECTED = "AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav with VideoFlash/<same name>.flv"
@@ -28,12 +32,12 @@ def parse_name(stem: str) -> tuple[str, str, str, str]:
     actor, sentence, emotion, level = fields
     if not (len(actor) == 4 and actor.isascii() and actor.isdigit()):
         raise ValueError(f"bad actor id {actor!r}: expected 4 digits such as 1001")
-    if sentence not in SENTENCES:
-        raise ValueError(f"unknown sentence code {sentence!r}: expected one of {', '.join(SENTENCES)}")
-    if emotion not in EMOTIONS:
-        raise ValueError(f"unknown emotion code {emotion!r}: expected one of {', '.join(EMOTIONS)}")
-    if level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVELS)}")
+    if sentence not in SENTENCE_CODES:
+        raise ValueError(f"unknown sentence code {sentence!r}: expected one of {', '.join(SENTENCE_CODES)}")
+    if emotion not in EMOTION_BY_CODE:
+        raise ValueError(f"unknown emotion code {emotion!r}: expected one of {', '.join(EMOTION_CODES)}")
+    if level not in LEVEL_CODES:
+        raise ValueError(f"unknown level {level!r}: expected one of {', '.join(LEVEL_CODES)}")
     return actor, sentence, emotion, level
 
 
@@ -45,7 +49,8 @@ def _media_by_stem(folder: Path, root: Path, suffixes: tuple[str, ...], refused:
             continue
         suffix = path.suffix.lower()
         if suffix not in suffixes:
-            reason = f"wrong file type for its folder: {suffix} in {folder.name}/, which holds {'/'.join(suffixes)} files"
+            holds = "/".join(suffixes)
+            reason = f"wrong file type for its folder: {suffix} in {folder.name}/, which holds {holds} files"
             refused.append(Refusal(relative(path, root), reason))
             continue
         try:
@@ -87,7 +92,7 @@ def read_cremad(root: str | Path | None) -> CorpusListing:
                 audio_path=audio[stem],
                 video_path=video[stem],
                 speaker=actor,
-                emotion=EMOTIONS[emotion],
+                emotion=EMOTION_BY_CODE[emotion],
                 extras={"sentence": sentence, "level": level},
             )
         )

@@ -30,7 +30,9 @@ def locate_manifest(root: str | Path | None) -> Path:
     folder = require_root(root, "manifest")
     path = folder / MANIFEST_NAME
     if not path.is_file():
-        raise CorpusError(f"no {MANIFEST_NAME} in {folder}; pass the CSV file itself or a folder holding {MANIFEST_NAME}")
+        raise CorpusError(
+            f"no {MANIFEST_NAME} in {folder}; pass the CSV file itself or a folder holding {MANIFEST_NAME}"
+        )
     return path
 
 
@@ -87,7 +89,9 @@ def read_manifest(root: str | Path | None) -> CorpusListing:
             refused.append(Refusal(item, f"empty field(s): {', '.join(empty)}"))
             continue
         files = {kind: _resolve(values[kind], path.parent) for kind in ("audio", "video")}
-        problems = [f"{problem}: {values[kind]}" for kind, file in files.items() if (problem := file_problem(file, kind))]
+        problems = [
+            f"{problem}: {values[kind]}" for kind, file in files.items() if (problem := file_problem(file, kind))
+        ]
         if problems:
             refused.append(Refusal(item, f"{'; '.join(problems)} (clip {clip_id!r})"))
             continue
@@ -117,6 +121,7 @@ def warn_rare_emotions(clips: list[ClipRecord], path: Path) -> None:
             close = difflib.get_close_matches(label, [other for other in counts if other != label], n=1)
             guess = f"; a typo of {close[0]!r}?" if close else ""
             warnings.warn(
-                f"manifest {path}: emotion {label!r} labels only {count} clip(s), the median emotion {typical:g}{guess}",
+                f"manifest {path}: emotion {label!r} labels only {count} clip(s), the median emotion "
+                f"{typical:g}{guess}",
                 stacklevel=3,
             )

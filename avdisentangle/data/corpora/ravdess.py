@@ -16,7 +16,7 @@ from avdisentangle.data.records import ClipRecord, CorpusListing, Refusal, requi
 MODALITY_SUFFIX = {"01": ".mp4", "02": ".mp4", "03": ".wav"}
 MODALITY_NAMES = {"01": "audio-video", "02": "video-only", "03": "audio-only"}
 VOCAL_CHANNELS = {"01": "speech", "02": "song"}
-EMOTIONS = {
+EMOTION_BY_CODE = {
     "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
     "05": "anger", "06": "fear", "07": "disgust", "08": "surprise",
 }
@@ -24,7 +24,7 @@ INTENSITIES = {"01": "normal", "02": "strong"}
 FIELD_CODES = {
     "modality": tuple(MODALITY_SUFFIX),
     "vocal channel": tuple(VOCAL_CHANNELS),
-    "emotion": tuple(EMOTIONS),
+    "emotion": tuple(EMOTION_BY_CODE),
     "intensity": tuple(INTENSITIES),
     "statement": ("01", "02"),
     "repetition": ("01", "02"),
@@ -65,11 +65,9 @@ def _stray_folder(folder: Path, root: Path) -> list[Refusal]:
     return [Refusal(relative(folder, root), reason)] if count else []
 
 
-def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = ("speech",)) -> CorpusListing:
-    """Pair each recording's video (02 preferred, else 01) with its audio (03 wav, else the 01 mp4's track)."""
-    channels = _check_channels(vocal_channels)
-    root = require_root(root, "ravdess")
-    refused: list[Refusal] = []
+def _files_by_clip(root: Path, channels: set[str], refused: list[Refusal]) -> dict[tuple[str, ...], dict[str, Path]]:
+    """Every well-named media file of the chosen vocal channels, by clip (its six codes after the
+    modality) and then by modality; every misplaced or misnamed file is refused instead."""
     files_by_clip: dict[tuple[str, ...], dict[str, Path]] = {}
     loose_files, folders = list_folder(root)
     outside = "media file outside the Actor_NN folders"
@@ -89,10 +87,20 @@ def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = 
                 refused.append(Refusal(relative(path, root), f"name does not parse: {err}"))
                 continue
             if codes[-1] != actor_match.group(1):
-                refused.append(Refusal(relative(path, root), f"actor field disagrees with its folder: {codes[-1]} in {folder.name}"))
+                reason = f"actor field disagrees with its folder: {codes[-1]} in {folder.name}"
+                refused.append(Refusal(relative(path, root), reason))
                 continue
             if VOCAL_CHANNELS[codes[1]] in channels:
                 files_by_clip.setdefault(tuple(codes[1:]), {})[codes[0]] = path
+    return files_by_clip
+
+
+def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = ("speech",)) -> CorpusListing:
+    """Pair each recording's video (02 preferred, else 01) with its audio (03 wav, else the 01 mp4's track)."""
+    channels = _check_channels(vocal_channels)
+    root = require_root(root, "ravdess")
+    refused: list[Refusal] = []
+    files_by_clip = _files_by_clip(root, channels, refused)
 
     clips = []
     for key, by_modality in sorted(files_by_clip.items()):
@@ -118,7 +126,7 @@ def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = 
                 audio_path=audio,
                 video_path=video,
                 speaker=actor,
-                emotion=EMOTIONS[emotion],
+                emotion=EMOTION_BY_CODE[emotion],
                 extras={
                     "vocal_channel": VOCAL_CHANNELS[vocal_channel],
                     "intensity": INTENSITIES[intensity],

@@ -1,96 +1,44 @@
-"""Disentanglement strategies: their maths in isolation, and their contract with the LightningModule."""
+"""Disentanglement strategies in isolation: the registry, the schedules and each strategy's loss maths."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
-import lightning.pytorch as L
 import pytest
 import torch
-from torch.utils.data import DataLoader
+import yaml
 
-from avdisentangle.models import MultitaskAVModule
 from avdisentangle.strategies import (
     STRATEGIES,
     ConfusionStrategy,
-    DisentanglementStrategy,
     GradientReversalStrategy,
     HSICStrategy,
     OrthogonalStrategy,
 )
-from avdisentangle.strategies.grl import dann_lambda, grad_reverse
+from avdisentangle.strategies.grl import grad_reverse
 from avdisentangle.strategies.hsic import speaker_dependence
 from avdisentangle.strategies.orthogonal import mean_squared_correlation
+from avdisentangle.strategies.schedules import Schedule, ScheduleState, dann_ramp
+from tests.helpers import batch_of, model
 
-NUM_EMOTIONS, NUM_SPEAKERS = 3, 4
-
+STRATEGY_CONFIGS = Path(__file__).resolve().parents[1] / "experiments/configs/strategy"
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def make_samples(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """Clips of the batch contract whose emotion lifts mel bands and whose speaker lights face rows."""
-    g = torch.Generator().manual_seed(seed)
-    samples = []
-    for i in range(n):
-        emotion, speaker = i % NUM_EMOTIONS, int(torch.randint(0, NUM_SPEAKERS, (), generator=g))
-        audio = torch.randn(1, 12, 24, generator=g) * 10 - 40
-        audio[0, emotion * 4 : (emotion + 1) * 4] += 30
-        video = torch.randint(0, 128, (3, 1, 16, 16), generator=g, dtype=torch.uint8)
-        video[:, :, speaker * 4 : (speaker + 1) * 4] = 255
-        samples.append(
-            {"audio": audio, "video": video, "emotion": torch.tensor(emotion), "speaker": torch.tensor(speaker), "index": torch.tensor(i)}
-        )
-    return samples
-
-
-class TinyAVData(L.LightningDataModule):
-    """In-memory clips; the same set serves every stage so runs are cheap and deterministic to compare."""
-
-    def __init__(self, n: int = 36, batch_size: int = 12) -> None:
-        super().__init__()
-        self.samples = make_samples(n)
-        self.batch_size = batch_size
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.samples, batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.samples, batch_size=self.batch_size)
-
-
-def model(**kwargs) -> MultitaskAVModule:
-    return MultitaskAVModule(NUM_EMOTIONS, NUM_SPEAKERS, hidden_dim=32, emotion_dim=8, identity_dim=8, **kwargs)
-
-
-def trainer(callbacks: list, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=2,
-        accelerator=kwargs.pop("accelerator", "cpu"),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        **kwargs,
-    )
-
-
-def batch_of(n: int = 12) -> dict[str, torch.Tensor]:
-    return next(iter(DataLoader(make_samples(n), batch_size=n)))
-
-
 # ------------------------------------------------------------------------------------ registry
-def test_registry_maps_names_to_classes() -> None:
-    assert STRATEGIES == {
-        "none": None,
-        "grl": GradientReversalStrategy,
-        "confusion": ConfusionStrategy,
-        "orthogonal": OrthogonalStrategy,
-        "hsic": HSICStrategy,
-    }
-    assert all(cls is None or issubclass(cls, (DisentanglementStrategy, L.Callback)) for cls in STRATEGIES.values())
+def test_registry_holds_the_strategy_each_config_file_names() -> None:
+    """Every config file's callback is the registered class of the file's name, and every registered
+    strategy has a config file ("none" configures no callback)."""
+    named = {}
+    for path in STRATEGY_CONFIGS.glob("*.yaml"):
+        callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+        named[path.stem] = callbacks[0]["class_path"] if callbacks else None
+    registered = {name: cls and f"avdisentangle.strategies.{cls.__name__}" for name, cls in STRATEGIES.items()}
+    assert named == registered
+    assert STRATEGIES["none"] is None and {"grl", "confusion", "orthogonal", "hsic"} <= set(STRATEGIES)
 
 
 # ----------------------------------------------------------------------------------------- GRL
@@ -104,28 +52,34 @@ def test_gradient_reversal_is_identity_forward_and_scaled_negation_backward() ->
 
 
 def test_dann_schedule_values() -> None:
-    assert dann_lambda(0.0) == 0.0
-    assert dann_lambda(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # 0.98661
-    assert dann_lambda(0.5) == pytest.approx(0.986614, abs=1e-6)
-    assert dann_lambda(1.0) == pytest.approx(0.999909, abs=1e-6)
-    assert dann_lambda(0.5, lambda_max=2.0, gamma=2.0) == pytest.approx(2 * (2 / (1 + math.exp(-1)) - 1))
+    assert dann_ramp(0.0) == 0.0
+    assert dann_ramp(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # 0.98661
+    assert dann_ramp(0.5) == pytest.approx(0.986614, abs=1e-6)
+    assert dann_ramp(1.0) == pytest.approx(0.999909, abs=1e-6)
+    assert Schedule("dann", gamma=2.0, peak=2.0).at(0.5) == pytest.approx(2 * (2 / (1 + math.exp(-1)) - 1))
+    assert Schedule("constant", peak=0.7).at(0.0) == 0.7
 
 
 def test_grl_lambda_follows_training_progress() -> None:
     halfway = SimpleNamespace(global_step=50, estimated_stepping_batches=100)
     unbounded = SimpleNamespace(global_step=50, estimated_stepping_batches=float("inf"))
-    assert GradientReversalStrategy(schedule="dann").current_lambda(halfway) == pytest.approx(dann_lambda(0.5))
-    assert GradientReversalStrategy(schedule="dann", lambda_max=0.5).current_lambda(unbounded) == pytest.approx(0.5 * dann_lambda(1.0))
-    assert GradientReversalStrategy(schedule="constant", lambda_max=0.7).current_lambda(halfway) == 0.7
-    with pytest.raises(ValueError, match="constant, dann"):
-        GradientReversalStrategy(schedule="linear")
+
+    def lambda_at(trainer, **kwargs) -> float:
+        return float(ScheduleState().advance(GradientReversalStrategy(**kwargs).schedule, trainer))
+
+    assert lambda_at(halfway, schedule="dann") == pytest.approx(dann_ramp(0.5))
+    assert lambda_at(unbounded, schedule="dann", lambda_max=0.5) == pytest.approx(0.5 * dann_ramp(1.0))
+    assert lambda_at(halfway, schedule="constant", lambda_max=0.7) == pytest.approx(0.7)
+    for strategy in (GradientReversalStrategy, HSICStrategy):
+        with pytest.raises(ValueError, match="constant, dann"):
+            strategy(schedule="linear")
 
 
 def test_grl_adversary_gradient_reaches_encoder_reversed() -> None:
     net = model(dropout=0.0).eval()
     strategy = GradientReversalStrategy(weight=2.0, schedule="constant", lambda_max=0.5)
     strategy.setup(None, net, "fit")
-    strategy.module.lambda_.fill_(0.5)
+    strategy.schedule_state().scale.fill_(0.5)
     batch = batch_of()
     z = net(batch)["z_emotion"].detach().requires_grad_(True)
     strategy.loss_terms({"z_emotion": z}, batch)["adversary_ce"].backward()
@@ -190,17 +144,22 @@ def test_orthogonal_penalty_small_for_independent_and_large_for_shared_embedding
 
 
 # ---------------------------------------------------------------------------------------- HSIC
-def entangled_labels(n: int, g: torch.Generator, speakers: int = 6, emotions: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def entangled_labels(
+    n: int, g: torch.Generator, speakers: int = 6, emotions: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Speakers who mostly act one emotion each (80 %), as in entangled corpora."""
     speaker = torch.randint(0, speakers, (n,), generator=g)
-    emotion = torch.where(torch.rand(n, generator=g) < 0.8, speaker % emotions, torch.randint(0, emotions, (n,), generator=g))
+    mostly = torch.rand(n, generator=g) < 0.8
+    emotion = torch.where(mostly, speaker % emotions, torch.randint(0, emotions, (n,), generator=g))
     return speaker, emotion
 
 
 HSIC_TOLERANCE = 0.03  # on the mean of 200 batches of 64 under (conditional) independence
 
 
-def conditional_hsic_over_batches(noise: float, speaker_effect: float = 0.0, batches: int = 200) -> tuple[float, float]:
+def conditional_hsic_over_batches(
+    noise: float, speaker_effect: float = 0.0, batches: int = 200
+) -> tuple[float, float]:
     """Mean and standard error of the conditional estimate over batches of 64 shaped like the corpora
     (6 emotions, 12 speakers who mostly act one emotion, 16 dimensions): z is an emotion effect plus
     noise, plus a per-speaker effect when `speaker_effect` > 0; otherwise z is independent of the
@@ -210,7 +169,8 @@ def conditional_hsic_over_batches(noise: float, speaker_effect: float = 0.0, bat
     values = []
     for _ in range(batches):
         speaker, emotion = entangled_labels(64, g, speakers=12, emotions=6)
-        z = emotion_effect[emotion] + speaker_effect * speaker_offsets[speaker] + noise * torch.randn(64, 16, generator=g)
+        effects = emotion_effect[emotion] + speaker_effect * speaker_offsets[speaker]
+        z = effects + noise * torch.randn(64, 16, generator=g)
         values.append(float(speaker_dependence(z, speaker, emotion)))
     values = torch.tensor(values)
     return float(values.mean()), float(values.std() / math.sqrt(batches))
@@ -248,7 +208,8 @@ def test_hsic_ignores_the_scale_of_z() -> None:
     g = torch.Generator().manual_seed(0)
     speaker, emotion = entangled_labels(64, g)
     z = torch.randn(6, 16, generator=g)[speaker] + torch.randn(64, 16, generator=g)
-    assert speaker_dependence(z, speaker, emotion) == pytest.approx(float(speaker_dependence(1e-2 * z, speaker, emotion)), rel=1e-2)
+    shrunk = float(speaker_dependence(1e-2 * z, speaker, emotion))
+    assert speaker_dependence(z, speaker, emotion) == pytest.approx(shrunk, rel=1e-2)
 
 
 def test_conditional_hsic_ignores_speaker_information_carried_by_emotion() -> None:
@@ -275,106 +236,3 @@ def test_hsic_is_finite_and_differentiable_on_tiny_batches() -> None:
     assert speaker_dependence(z, batch["speaker"], torch.arange(8) % 3) is None  # no emotion with 4 rows
     assert HSICStrategy().loss_terms({"z_emotion": z[:3]}, {k: v[:3] for k, v in batch.items()})["hsic"] == 0
 
-
-# ------------------------------------------------------------------------- with the Lightning module
-def test_setup_is_idempotent_and_the_same_strategy_twice_raises() -> None:
-    net = model()
-    first = GradientReversalStrategy()
-    first.setup(None, net, "fit")
-    adversary = net.strategy_modules["grl"]
-    first.setup(None, net, "validate")
-    assert net.strategy_modules["grl"] is adversary and first.module is adversary
-    with pytest.raises(ValueError, match="'grl' is already attached"):
-        GradientReversalStrategy(weight=0.1).setup(None, net, "fit")
-
-
-def test_the_same_strategy_twice_in_a_trainer_raises() -> None:
-    with pytest.raises(ValueError, match="'hsic' is already attached"):
-        trainer([HSICStrategy(), HSICStrategy(conditional=False)]).fit(model(), datamodule=TinyAVData())
-
-
-@pytest.mark.parametrize(
-    ("strategies", "precision"),
-    [
-        (lambda: [GradientReversalStrategy(weight=0.5), HSICStrategy(weight=2.0)], "bf16-mixed"),
-        (lambda: [ConfusionStrategy(weight=0.3), OrthogonalStrategy(weight=1.0)], "32-true"),
-    ],
-    ids=["grl+hsic-bf16", "confusion+orthogonal-32"],
-)
-def test_two_strategies_train_together_and_log_their_terms(strategies, precision: str) -> None:
-    L.seed_everything(0)
-    callbacks = strategies()
-    net = model()
-    for callback in callbacks:  # build the owned modules now to snapshot them; fit's setup must reuse them
-        callback.setup(None, net, "fit")
-    before = {
-        name: [p.detach().clone() for p in module.parameters()]
-        for name, module in net.strategy_modules.items()
-        if any(True for _ in module.parameters())  # HSIC owns only its schedule buffer
-    }
-    fit = trainer(callbacks, precision=precision)
-    fit.fit(net, datamodule=TinyAVData())
-
-    metrics = fit.callback_metrics
-    terms = {
-        GradientReversalStrategy: ["grl/adversary_ce"],
-        HSICStrategy: ["hsic/hsic"],
-        ConfusionStrategy: ["confusion/adversary_ce", "confusion/confusion"],
-        OrthogonalStrategy: ["orthogonal/cross_correlation"],
-    }
-    names = [term for cb in callbacks for term in terms[type(cb)]]
-    assert {f"{split}/{term}" for split in ("train", "val") for term in names} <= set(metrics)
-    if isinstance(callbacks[0], GradientReversalStrategy):
-        assert metrics["train/grl/lambda"] == pytest.approx(dann_lambda(5 / 6), abs=1e-6)  # last of 6 steps
-    # the logged loss is exactly the task terms plus every strategy term
-    for split in ("train", "val"):
-        parts = ["emotion/ce", "speaker/ce", *names]
-        assert metrics[f"{split}/loss"] == pytest.approx(sum(float(metrics[f"{split}/{p}"]) for p in parts), abs=1e-5)
-    # owned modules were optimised with the model; the module forgets the callbacks after the run
-    assert len(before) == sum(type(cb) in (GradientReversalStrategy, ConfusionStrategy) for cb in callbacks)
-    for name, old in before.items():
-        assert any(not torch.equal(a, b) for a, b in zip(old, net.strategy_modules[name].parameters())), name
-    assert net.attached_strategies == {}
-
-
-def test_checkpoint_with_strategy_modules_reloads(tmp_path) -> None:
-    L.seed_everything(0)
-    data = TinyAVData()
-    net = model()
-    fit = trainer([GradientReversalStrategy(), OrthogonalStrategy()])
-    fit.fit(net, datamodule=data)
-    path = tmp_path / "run.ckpt"
-    fit.save_checkpoint(path)
-    (expected,) = fit.validate(net, datamodule=data, verbose=False)
-
-    L.seed_everything(1)  # a differently initialised model: everything must come from the checkpoint
-    fresh = model()
-    (restored,) = trainer([GradientReversalStrategy(), OrthogonalStrategy()]).validate(
-        fresh, datamodule=data, ckpt_path=path, verbose=False
-    )
-    assert "val/grl/adversary_ce" in restored
-    assert restored.keys() == expected.keys()
-    for key, value in expected.items():
-        assert restored[key] == pytest.approx(value, abs=1e-6), key
-
-    with pytest.raises(RuntimeError, match=r"\['grl'\].*load_backbone"):
-        trainer([]).validate(model(), datamodule=data, ckpt_path=path, verbose=False)
-
-    backbone = MultitaskAVModule.load_backbone(path)
-    assert len(backbone.strategy_modules) == 0 and not backbone.training
-    batch = batch_of()
-    net.eval()
-    with torch.no_grad():
-        assert torch.allclose(backbone(batch)["z_emotion"], net(batch)["z_emotion"], atol=1e-6)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_all_strategies_train_together_on_gpu_in_mixed_precision() -> None:
-    L.seed_everything(0)
-    net = model(fusion="attention", emotion_class_weights=[1.0, 2.0, 1.0])
-    callbacks = [GradientReversalStrategy(), ConfusionStrategy(), OrthogonalStrategy(), HSICStrategy()]
-    fit = trainer(callbacks, accelerator="gpu", devices=1, precision="16-mixed")
-    fit.fit(net, datamodule=TinyAVData())
-    assert all(p.device.type == "cuda" for p in net.strategy_modules.parameters())
-    assert all(torch.isfinite(v) for k, v in fit.callback_metrics.items() if k.startswith(("train/", "val/")))

@@ -1,0 +1,69 @@
+"""Is a finished feature cache whole? Its files are checked against each other on every open.
+
+A cache edited or cut short (rows of clips.csv deleted or added, an array truncated by a full disk
+or a half copy) would otherwise pair features with the wrong labels, or fail with a raw mmap error
+that names no file. The check reads headers, sizes and the clip table only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from avdisentangle.data.clip_errors import describe_error
+from avdisentangle.data.features import FeatureConfig
+from avdisentangle.errors import ExpectedFailure
+
+
+class CacheDamaged(ExpectedFailure):
+    """A finished cache whose files disagree with each other (edited, truncated or half-copied)."""
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def npy_problem(path: Path, shape: tuple[int, ...]) -> str | None:
+    """Why a .npy file does not hold an array of `shape` in full, from its header and size alone."""
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            found, _, dtype = read_header(handle)
+            data_start = handle.tell()
+    except (OSError, ValueError) as error:
+        return f"{path.name} is unreadable ({describe_error(error)})"
+    if tuple(found) != tuple(shape):
+        return f"{path.name} holds an array of shape {tuple(found)}, meta.json records {tuple(shape)}"
+    expected = data_start + int(np.prod(shape)) * dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        return f"{path.name} is truncated: {size} bytes, its header declares {expected}"
+    return None
+
+
+def damage(cache_dir: Path) -> str | None:
+    """What is wrong with a finished cache, naming the damaged file, or None when `meta.json`,
+    `clips.csv`, `audio.npy` and `video.npy` agree on the clip count and the arrays have their
+    recorded shapes. Reads headers, sizes and the clip table only: fast enough for every open."""
+    try:
+        meta = json.loads((cache_dir / "meta.json").read_text())
+        kept, config = int(meta["kept"]), FeatureConfig(**meta["features"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"meta.json is unreadable or from another version ({describe_error(error)})"
+    for name, shape in (("audio.npy", config.audio_shape), ("video.npy", config.video_shape)):
+        if problem := npy_problem(cache_dir / name, (kept, *shape)):
+            return problem
+    try:
+        rows = len(read_rows(cache_dir / "clips.csv"))
+    except (OSError, csv.Error, UnicodeDecodeError) as error:
+        return f"clips.csv is unreadable ({describe_error(error)})"
+    if rows != kept:
+        return f"clips.csv has {rows} rows, but meta.json and the arrays hold {kept} clips"
+    return None

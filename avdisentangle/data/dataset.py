@@ -1,0 +1,59 @@
+"""Batches from a feature table: a whole batch is one fancy-index gather of the (memory-mapped) arrays.
+
+Under DDP, evaluation clips are split across processes without padding (`evaluation_sampler`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import Dataset
+
+from avdisentangle.data.extraction import FeatureTable
+
+
+class CachedClips(Dataset):
+    """Rows of a feature table (the cache, or loose clips) as samples; `__getitems__` gathers a whole batch at once."""
+
+    def __init__(self, table: FeatureTable, indices: np.ndarray, emotion_ids: np.ndarray, speaker_ids: np.ndarray):
+        self.table = table
+        self.indices = indices
+        self.emotion_ids = emotion_ids
+        self.speaker_ids = speaker_ids
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.__getitems__([position]).items()}
+
+    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        rows = self.indices[np.asarray(positions)]
+        return {
+            "audio": torch.from_numpy(self.table.audio[rows].astype(np.float32)).unsqueeze(1),
+            "video": torch.from_numpy(np.ascontiguousarray(self.table.video[rows])),
+            "emotion": torch.from_numpy(self.emotion_ids[rows]),
+            "speaker": torch.from_numpy(self.speaker_ids[rows]),
+            "index": torch.from_numpy(rows.astype(np.int64)),
+        }
+
+
+def keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collate for datasets that already return whole batches."""
+    return batch
+
+
+def evaluation_sampler(dataset: Dataset) -> UnrepeatedDistributedSampler | None:
+    """Under DDP, split evaluation clips across processes without padding.
+
+    Lightning's default DistributedSampler repeats clips to even out the processes, and the
+    repeats would be counted twice by the (synced) metrics; the training split keeps that default.
+    """
+    if (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
+        return UnrepeatedDistributedSampler(dataset, shuffle=False)
+    return None

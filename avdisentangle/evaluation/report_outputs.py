@@ -1,0 +1,156 @@
+"""What a report writes once its runs are done: results tables, summary.md, plots, and W&B.
+
+Everything here reads the runs' plain outcomes; nothing trains or probes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from avdisentangle.evaluation import analysis, tables
+from avdisentangle.evaluation.runs import RunOutcome
+
+PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
+
+
+def write_results(outcomes: list[RunOutcome], defaults: dict, out: Path, heading: dict) -> None:
+    """results.csv/json, frontier.csv, unseen.csv, the plots and summary.md, from every run.
+    `defaults` holds each strategy's own strength; `heading` the command, profile and seconds."""
+    strategies = list(defaults)
+    rows = [o.row for o in outcomes]
+    analysis.add_paired_columns(rows)
+    tables.write_runs_csv(rows, out / "results.csv")
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    closed = analysis.summarise(rows, "closed_set", analysis.CLOSED_SET_SUMMARY)
+    unseen = analysis.summarise(rows, "unseen", analysis.UNSEEN_SUMMARY)
+    knees = {s: analysis.knee(closed, s, defaults[s]) for s in strategies if s != analysis.BASELINE}
+    pooled = {s: analysis.pooled_unseen_delta(outcomes, s) for s in strategies if s != analysis.BASELINE}
+    if closed:
+        tables.write_summary_csv(closed, "closed_set", out / "frontier.csv", defaults, knees)
+    if unseen:
+        tables.write_summary_csv(unseen, "unseen", out / "unseen.csv", defaults)
+    best, sentence = analysis.verdict(closed) if closed else (None, "")
+    files = write_plots(outcomes, closed, best, defaults, out)
+    text = summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, sentence, files, **heading)
+    (out / "summary.md").write_text(text)
+    print(text)
+    print(f"wrote {out / 'results.csv'}, {out / 'summary.md'} and {len(files)} plots")
+    log_to_wandb(out, rows, files)
+
+
+def write_plots(
+    outcomes: list[RunOutcome], closed: dict, best: str | None, defaults: dict, out: Path
+) -> dict[str, str]:
+    """The report's PNGs; returns {caption: file name}."""
+    from avdisentangle.evaluation import plots
+
+    main = [o for o in outcomes if o.spec.split == "closed_set" and o.spec.strength is None]
+    files = {}
+    if not main:
+        return files
+    first_seed = min(o.spec.seed for o in main)
+    by_strategy = {o.spec.strategy: o for o in main if o.spec.seed == first_seed}
+    reference = next(iter(by_strategy.values()))
+    shown = list(dict.fromkeys(s for s in (analysis.BASELINE, best) if s in by_strategy)) or [reference.spec.strategy]
+    panels = [
+        (s, by_strategy[s].test.z_emotion, by_strategy[s].test.emotion, by_strategy[s].test.speaker) for s in shown
+    ]
+    plots.plot_embeddings(panels, reference.emotion_names, reference.speaker_names, out / "embeddings.png")
+    files["t-SNE of test-set z_emotion, by emotion (top) and speaker (bottom)"] = "embeddings.png"
+    curves: dict[str, list] = {}
+    by_weight = sorted(
+        ((k, defaults.get(k[0]) if k[1] is None else k[1], s) for k, s in closed.items()),
+        key=lambda p: (p[0][0], p[1] or 0.0),
+    )
+    for (strategy, strength), weight, s in by_weight:
+        if strategy != analysis.BASELINE:
+            label = "file's" if weight is None else f"{weight:g}"
+            curves.setdefault(strategy, []).append(
+                (label, s["disentanglement_floor_pct"], s["emotion_uar"], strength is None)
+            )
+    if curves:
+        baseline = closed.get((analysis.BASELINE, None))
+        plots.plot_frontier(curves, out / "frontier.png", baseline["emotion_uar"] if baseline else None)
+        files["Frontier: emotion UAR against floor-normalised disentanglement (95% intervals over seeds)"] = (
+            "frontier.png"
+        )
+    matrices = {s: sum(o.confusion for o in main if o.spec.strategy == s) for s in by_strategy}
+    plots.plot_confusion_matrices(matrices, reference.emotion_names, out / "confusion.png")
+    files["Emotion confusion matrices (test, summed over seeds, row-normalised)"] = "confusion.png"
+    plots.plot_training_curves({s: o.history for s, o in by_strategy.items()}, out / "training.png")
+    files[f"Validation UAR per epoch (seed {first_seed})"] = "training.png"
+    return files
+
+
+def machine() -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}"
+
+
+def summary_markdown(
+    out, rows, closed, unseen, pooled, knees, defaults, sentence, files, profile, command, seconds
+) -> str:
+    closed_rows = [r for r in rows if r["split"] == "closed_set"]
+    lines = [
+        f"# Disentanglement report: {out.name}",
+        "",
+        f"    {command}",
+        "",
+        f"{len(rows)} runs in {seconds / 60:.1f} min on {machine()}. Means with 95% intervals (Student t over "
+        f"{profile.seeds} seeds, or over {profile.folds} speaker folds); changes are paired with `none` at the same "
+        "seed or fold.",
+        "",
+    ]
+    if closed:
+        first = closed_rows[0]
+        lines += [
+            "## Identity left in z_emotion (closed set: test clips of the training speakers)",
+            "",
+            f"Speaker chance 1/K = {first['chance_speaker']:.3f}; the emotion label alone names the speaker at "
+            f"{first['floor_speaker_from_emotion_label']:.3f} (the floor, also the chance level of the conditional "
+            "probe, which reads the speaker within each emotion class). "
+            "D_floor % = (leak_none - leak) / (leak_none - floor); see README for every metric.",
+            "",
+            tables.closed_set_table(closed),
+            "",
+            sentence,
+            "",
+        ]
+    if unseen:
+        lines += [
+            "## Emotion on unseen speakers (speakers held out in rotation)",
+            "",
+            tables.unseen_table(unseen, pooled),
+            "",
+        ]
+    if any(strength is not None for _, strength in closed):
+        lines += [
+            "## Frontier over strengths (knee chosen on validation, never test)",
+            "",
+            tables.frontier_table(closed, knees, defaults),
+            "",
+        ]
+    if closed:
+        lines += ["## Targets", "", *tables.targets(closed, unseen, pooled, PAPER_STRATEGIES), ""]
+    lines += [f"![{caption}]({name})\n\n{caption}\n" for caption, name in files.items()]
+    return "\n".join(lines)
+
+
+def log_to_wandb(out: Path, rows: list[dict], files: dict[str, str]) -> None:
+    """Upload the table and images as one W&B run when the user is logged in."""
+    from avdisentangle.loggers import wandb_logged_in
+
+    if not wandb_logged_in():
+        return
+    import wandb
+
+    run = wandb.init(project="avdisentangle", job_type="report", name=out.name, dir=str(out))
+    columns = list(tables.RUN_COLUMNS)
+    table = wandb.Table(columns=columns, data=[[tables.cell(row.get(c)) for c in columns] for row in rows])
+    run.log({"results": table, **{name: wandb.Image(str(out / name)) for name in files.values()}})
+    run.finish()

@@ -1,0 +1,108 @@
+"""The Lightning command line of one run, and a parser for its `--data.*` options alone.
+
+`AVLightningCLI` is `fit`/`validate`/`test`/`predict`: its model receives label counts, class
+weights and the video channel count from the DataModule (`link_arguments`), so a config never types
+them. `run_lightning` runs one such command from a list of arguments; the command line (`cli.py`)
+and the report's runs (`evaluation/runs.py`) both call it, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.divergence import DivergenceGuard
+from avdisentangle.evaluation.leakage import LeakageProbe
+from avdisentangle.models.multitask import MultitaskAVModule
+from avdisentangle.prediction import PredictionWriter
+
+
+class AVLightningCLI(LightningCLI):
+    """LightningCLI with the data-to-model links, best and last checkpoints, the prediction writer
+    and the end-of-fit leakage probe always configured."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # Two checkpoint callbacks: ModelCheckpoint's own save_last only refreshes last.ckpt when a
+        # new best is saved, so a resumed run could restart from a stale epoch.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/emotion/uar",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best-{epoch:02d}",
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
+        # The model is sized from the data: the DataModule prepares its cache and splits once
+        # (`ready`), before the model exists, and every link reads from that.
+        for attribute, target in (
+            ("num_emotions", "model.num_emotions"),
+            ("num_speakers", "model.num_speakers"),
+            ("emotion_class_weights", "model.emotion_class_weights"),
+            ("video_channels", "model.video_channels"),
+            ("emotion_names", "model.emotion_label_names"),
+        ):
+            parser.link_arguments("data", target, compute_fn=data_attribute(attribute), apply_on="instantiate")
+
+
+def data_attribute(name: str) -> Callable[[AVDataModule], Any]:
+    """A link's value: an attribute of the DataModule once it is ready."""
+    return lambda datamodule: getattr(datamodule.ready(), name)
+
+
+def run_lightning(args: list[str]) -> AVLightningCLI:
+    """Run one Lightning command (`fit ...`, `test ...`) from a list of arguments, in this process."""
+    with warnings.catch_warnings():
+        # The arguments are always given explicitly; LightningCLI would warn that this process's own
+        # sys.argv (a report's, a test runner's) differs from them.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return AVLightningCLI(
+            MultitaskAVModule,
+            AVDataModule,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+        )
+
+
+FIT_CONFIG_KEYS = (
+    "model",
+    "trainer",
+    "checkpoint",
+    "last_checkpoint",
+    "prediction_writer",
+    "leakage_probe",
+    "ckpt_path",
+    "seed_everything",
+)
+
+
+def data_from_args(args: list[str], prog: str = "avdisentangle prepare") -> AVDataModule:
+    """The DataModule that `--data.*` arguments (and `--config` files) describe, not yet prepared."""
+    parser = data_parser(prog, "Extract features of a corpus into the feature cache (once).")
+    return parser.instantiate_classes(parser.parse_args(args)).data
+
+
+def data_parser(prog: str, description: str, own: tuple[str, ...] = ()) -> ArgumentParser:
+    """A parser for the `--data.*` arguments that also accepts a full `fit` config file
+    (its other sections are ignored, except the keys in `own`, which the caller adds)."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="a fit config (YAML); only its data section is used")
+    parser.add_class_arguments(AVDataModule, "data")
+    for ignored in FIT_CONFIG_KEYS:
+        if ignored not in own:
+            parser.add_argument(f"--{ignored}", type=Any, default=None, help="ignored here (part of fit configs)")
+    return parser

@@ -1,0 +1,118 @@
+"""Disentanglement strategies with the Lightning module: attaching, training together, checkpoints."""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import pytest
+import torch
+
+from avdisentangle.models import MultitaskAVModule
+from avdisentangle.strategies import ConfusionStrategy, GradientReversalStrategy, HSICStrategy, OrthogonalStrategy
+from avdisentangle.strategies.schedules import dann_ramp
+from tests.helpers import TinyAVData, batch_of, model, trainer
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# ------------------------------------------------------------------------- with the Lightning module
+def test_setup_is_idempotent_and_the_same_strategy_twice_raises() -> None:
+    net = model()
+    first = GradientReversalStrategy()
+    first.setup(None, net, "fit")
+    adversary = net.strategy_modules["grl"]
+    first.setup(None, net, "validate")
+    assert net.strategy_modules["grl"] is adversary and first.module is adversary
+    with pytest.raises(ValueError, match="'grl' is already attached"):
+        GradientReversalStrategy(weight=0.1).setup(None, net, "fit")
+
+
+def test_the_same_strategy_twice_in_a_trainer_raises() -> None:
+    with pytest.raises(ValueError, match="'hsic' is already attached"):
+        trainer([HSICStrategy(), HSICStrategy(conditional=False)]).fit(model(), datamodule=TinyAVData())
+
+
+@pytest.mark.parametrize(
+    ("strategies", "precision"),
+    [
+        (lambda: [GradientReversalStrategy(weight=0.5), HSICStrategy(weight=2.0)], "bf16-mixed"),
+        (lambda: [ConfusionStrategy(weight=0.3), OrthogonalStrategy(weight=1.0)], "32-true"),
+    ],
+    ids=["grl+hsic-bf16", "confusion+orthogonal-32"],
+)
+def test_two_strategies_train_together_and_log_their_terms(strategies, precision: str) -> None:
+    L.seed_everything(0)
+    callbacks = strategies()
+    net = model()
+    for callback in callbacks:  # build the owned modules now to snapshot them; fit's setup must reuse them
+        callback.setup(None, net, "fit")
+    before = {
+        name: [p.detach().clone() for p in module.parameters()]
+        for name, module in net.strategy_modules.items()
+        if any(True for _ in module.parameters())  # HSIC owns only its schedule buffer
+    }
+    fit = trainer(callbacks, precision=precision)
+    fit.fit(net, datamodule=TinyAVData())
+
+    metrics = fit.callback_metrics
+    terms = {
+        GradientReversalStrategy: ["grl/adversary_ce"],
+        HSICStrategy: ["hsic/hsic"],
+        ConfusionStrategy: ["confusion/adversary_ce", "confusion/confusion"],
+        OrthogonalStrategy: ["orthogonal/cross_correlation"],
+    }
+    names = [term for cb in callbacks for term in terms[type(cb)]]
+    assert {f"{split}/{term}" for split in ("train", "val") for term in names} <= set(metrics)
+    if isinstance(callbacks[0], GradientReversalStrategy):
+        assert metrics["train/grl/lambda"] == pytest.approx(dann_ramp(5 / 6), abs=1e-6)  # last of 6 steps
+    # the logged loss is exactly the task terms plus every strategy term
+    for split in ("train", "val"):
+        parts = ["emotion/ce", "speaker/ce", *names]
+        assert metrics[f"{split}/loss"] == pytest.approx(sum(float(metrics[f"{split}/{p}"]) for p in parts), abs=1e-5)
+    # owned modules were optimised with the model; the module forgets the callbacks after the run
+    assert len(before) == sum(type(cb) in (GradientReversalStrategy, ConfusionStrategy) for cb in callbacks)
+    for name, old in before.items():
+        assert any(not torch.equal(a, b) for a, b in zip(old, net.strategy_modules[name].parameters())), name
+    assert net.attached_strategies == {}
+
+
+def test_checkpoint_with_strategy_modules_reloads(tmp_path) -> None:
+    L.seed_everything(0)
+    data = TinyAVData()
+    net = model()
+    fit = trainer([GradientReversalStrategy(), OrthogonalStrategy()])
+    fit.fit(net, datamodule=data)
+    path = tmp_path / "run.ckpt"
+    fit.save_checkpoint(path)
+    (expected,) = fit.validate(net, datamodule=data, verbose=False)
+
+    L.seed_everything(1)  # a differently initialised model: everything must come from the checkpoint
+    fresh = model()
+    (restored,) = trainer([GradientReversalStrategy(), OrthogonalStrategy()]).validate(
+        fresh, datamodule=data, ckpt_path=path, verbose=False
+    )
+    assert "val/grl/adversary_ce" in restored
+    assert restored.keys() == expected.keys()
+    for key, value in expected.items():
+        assert restored[key] == pytest.approx(value, abs=1e-6), key
+
+    with pytest.raises(RuntimeError, match=r"\['grl'\].*load_backbone"):
+        trainer([]).validate(model(), datamodule=data, ckpt_path=path, verbose=False)
+
+    backbone = MultitaskAVModule.load_backbone(path)
+    assert len(backbone.strategy_modules) == 0 and not backbone.training
+    batch = batch_of()
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(backbone(batch)["z_emotion"], net(batch)["z_emotion"], atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_all_strategies_train_together_on_gpu_in_mixed_precision() -> None:
+    L.seed_everything(0)
+    net = model(fusion="attention", emotion_class_weights=[1.0, 2.0, 1.0])
+    callbacks = [GradientReversalStrategy(), ConfusionStrategy(), OrthogonalStrategy(), HSICStrategy()]
+    fit = trainer(callbacks, accelerator="gpu", devices=1, precision="16-mixed")
+    fit.fit(net, datamodule=TinyAVData())
+    assert all(p.device.type == "cuda" for p in net.strategy_modules.parameters())
+    assert all(torch.isfinite(v) for k, v in fit.callback_metrics.items() if k.startswith(("train/", "val/")))
