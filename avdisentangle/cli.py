@@ -1,5 +1,8 @@
 """Command line: Lightning's fit/validate/test/predict (`lightning_cli.py`) plus the package's own
 commands. `prepare` and `probe` take the same `--data.*` arguments (and `--config` files) as `fit`.
+
+Each command imports its implementation when it runs: `--help`, the usage and a mistyped command
+answer without loading torch, Lightning or W&B (~10 s), and `fit` never needs the sweep engine.
 """
 
 from __future__ import annotations
@@ -12,15 +15,14 @@ from typing import Callable, Optional
 
 from avdisentangle.data.records import CorpusError
 from avdisentangle.errors import ExpectedFailure
-from avdisentangle.evaluation.probe import format_probe_table, probe_checkpoint
-from avdisentangle.lightning_cli import data_from_args, data_parser, run_lightning
-from avdisentangle.sweep import sweep
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def prepare(args: list[str]) -> int:
     """Build the feature cache for a corpus and print what was kept and refused."""
+    from avdisentangle.lightning_cli import data_from_args
+
     datamodule = data_from_args(args)
     summary = datamodule.prepare_data()
     if summary.from_existing_cache:  # a fresh build has printed its summary already
@@ -32,6 +34,9 @@ def prepare(args: list[str]) -> int:
 
 def probe(args: list[str]) -> int:
     """Freeze a checkpoint's model and report what linear and MLP probes read from each embedding."""
+    from avdisentangle.evaluation.probe import format_probe_table, probe_checkpoint
+    from avdisentangle.lightning_cli import data_parser
+
     parser = data_parser(
         "avdisentangle probe",
         "Probe frozen embeddings of a checkpoint: speaker and emotion from z_emotion and z_identity. "
@@ -55,6 +60,13 @@ def report(args: list[str]) -> int:
     from avdisentangle.evaluation.report import report as run_report
 
     return run_report(args)
+
+
+def sweep(args: list[str]) -> int:
+    """Run a sweep YAML; only this command needs the `sweeps` engine and its dependencies."""
+    from avdisentangle.sweep import sweep as run_sweep
+
+    return run_sweep(args)
 
 
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
@@ -110,5 +122,7 @@ def run_command(args: list[str]) -> int:
     if args[0] not in LIGHTNING_COMMANDS:
         print(f"unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    from avdisentangle.lightning_cli import run_lightning
+
     run_lightning(args)
     return 0

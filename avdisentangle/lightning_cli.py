@@ -2,7 +2,9 @@
 
 `AVLightningCLI` is `fit`/`validate`/`test`/`predict`: its model receives label counts, class
 weights and the video channel count from the DataModule (`link_arguments`), so a config never types
-them. `run_lightning` runs one such command from a list of arguments; the command line (`cli.py`)
+them. Every logger receives the whole resolved config (`LoggedConfig`), so a run's records say what
+it was: trainer, seed, strategy callbacks and their settings, not only the model's hyperparameters.
+`run_lightning` runs one such command from a list of arguments; the command line (`cli.py`)
 and the report's runs (`evaluation/runs.py`) both call it, so neither imports the other.
 """
 
@@ -11,15 +13,19 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable
 
+import lightning.pytorch as L
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.divergence import DivergenceGuard
+from avdisentangle.errors import UserError
 from avdisentangle.evaluation.leakage import LeakageProbe
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.prediction import PredictionWriter
+from avdisentangle.strategies import DisentanglementStrategy
 
 
 class AVLightningCLI(LightningCLI):
@@ -57,6 +63,31 @@ class AVLightningCLI(LightningCLI):
         ):
             parser.link_arguments("data", target, compute_fn=data_attribute(attribute), apply_on="instantiate")
 
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback)."""
+        refuse_repeated_strategies(self._get(self.config_init, "trainer", default={}).get("callbacks"))
+        return super().instantiate_trainer(**kwargs)
+
+
+def refuse_repeated_strategies(callbacks: L.Callback | list[L.Callback] | None) -> None:
+    """One line for a strategy configured twice: their settings would share one checkpoint entry."""
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    names = [callback.name for callback in callbacks if isinstance(callback, DisentanglementStrategy)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"strategy {repeated[0]!r} is configured more than once; each strategy may be used once")
+
+
+class LoggedConfig(SaveConfigCallback):
+    """Writes config.yaml to the log dir as Lightning does, and also logs the full resolved config as
+    hyperparameters to every logger (W&B's run config, the CSV logger's hparams.yaml): Lightning logs
+    only the model's and data's hyperparameters (Lightning issue #19728)."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams(config)
+
 
 def data_attribute(name: str) -> Callable[[AVDataModule], Any]:
     """A link's value: an attribute of the DataModule once it is ready."""
@@ -73,6 +104,7 @@ def run_lightning(args: list[str]) -> AVLightningCLI:
             MultitaskAVModule,
             AVDataModule,
             args=args,
+            save_config_callback=LoggedConfig,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
         )

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-import netrc
 import os
-from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
 
+from avdisentangle.errors import UserError
+
 
 def wandb_logged_in() -> bool:
-    """True when W&B has credentials (environment or ~/.netrc), i.e. an online run can start."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    """True when W&B has credentials for its server, i.e. an online run can start.
+
+    Asks W&B's own resolver, so it finds what `wandb.init` would: WANDB_API_KEY, an identity token
+    file, the netrc file at $NETRC (else ~/.netrc) for the host of WANDB_BASE_URL, or the settings
+    files. It never prompts and never calls the server.
+    """
+    from wandb.errors import AuthenticationError
+    from wandb.sdk import wandb_setup
+    from wandb.sdk.lib import wbauth
+
+    settings = wandb_setup.singleton().settings
+    host = wbauth.HostUrl(settings.base_url, app_url=settings.app_url)
     try:
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+        auth = wbauth.authenticate_session(host=host, source="avdisentangle", prompt=False, update_session=False)
+    except AuthenticationError as error:  # a malformed key: an online run would fail on it too
+        raise UserError(f"W&B credentials: {error} Fix them, or set WANDB_MODE=offline.") from None
+    return auth is not None
 
 
 class AutoWandbLogger(WandbLogger):

@@ -30,7 +30,7 @@ import yaml
 from sklearn.exceptions import ConvergenceWarning
 
 from avdisentangle.loggers import wandb_logged_in
-from avdisentangle.sweep_results import FAILED, FINISHED, Trial, sweeps, write_sweep_results
+from avdisentangle.sweep_results import FAILED, FINISHED, Trial, ran_params, sweeps, write_sweep_results
 
 MACROS = ("${env}", "${interpreter}", "${program}", "${args}")
 DEFAULT_COMMAND = list(MACROS)  # what the W&B agent runs for a file without `command`
@@ -103,14 +103,16 @@ def expand_globs(config: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def check_command(config: dict[str, Any], path: Path) -> None:
-    """Refuse, before running anything, a command that this runner would expand differently from W&B."""
+    """Refuse, before running anything, a file that W&B's agent cannot run or that this runner would
+    expand differently from W&B."""
     command = [str(token) for token in config.get("command", DEFAULT_COMMAND)]
     unknown = [token for token in command if "${" in token and token not in MACROS]
     if unknown:
         expands, found = ", ".join(MACROS), ", ".join(unknown)
         raise SweepConfigError(f"{path}: `sweep` expands only {expands} in command, not {found}")
-    if "${program}" in command and "program" not in config:
-        raise SweepConfigError(f"{path}: command uses ${{program}} but the file sets no program")
+    if "program" not in config:  # the agent reads it for every run, even where the command has no ${program}
+        example = "program: avdisentangle/__main__.py"
+        raise SweepConfigError(f"{path}: no `program`, which `wandb agent` needs (e.g. {example})")
 
 
 def args_macro(proposal: dict[str, dict[str, Any]]) -> list[str]:
@@ -129,13 +131,48 @@ def expand_command(config: dict[str, Any], proposal: dict[str, dict[str, Any]]) 
     return [part for token in config.get("command", DEFAULT_COMMAND) for part in macros.get(str(token), [str(token)])]
 
 
-def run_dir_args(run_dir: Path) -> list[str]:
-    """Appended after the W&B form: each run writes its checkpoints and final metrics in its own folder."""
+def run_dir_args(command: list[str], run_dir: Path) -> list[str]:
+    """Appended after the W&B form: each run writes its logs, saved config, checkpoints and final metrics
+    in its own folder, not in logs/csv/version_N beside every other run."""
     return [
         f"--trainer.default_root_dir={run_dir}",
+        *logger_args(command, run_dir),
         f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
         f"--leakage_probe.summary_file={run_dir / 'summary.json'}",
     ]
+
+
+def config_files(command: list[str]) -> list[str]:
+    """The command's `--config FILE` and `--config=FILE` files, in order."""
+    files = []
+    for token, following in zip(command, [*command[1:], None]):
+        if token == "--config" and following is not None:
+            files.append(following)
+        elif token.startswith("--config="):
+            files.append(token.split("=", 1)[1])
+    return files
+
+
+def logger_args(command: list[str], run_dir: Path) -> list[str]:
+    """The loggers the command's configs set, each with its save_dir in the run's folder. The CLI's
+    --trainer.logger.init_args.save_dir sets only the last logger of a list, so this passes the whole list.
+    Without a logger list in the configs, Lightning's default logger already writes in default_root_dir."""
+    loggers = None
+    for name in config_files(command):  # the last file that sets trainer.logger wins, as in the CLI
+        try:
+            trainer = yaml.safe_load(Path(name).read_text()).get("trainer") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # the run reports a config it cannot read
+        loggers = trainer.get("logger", loggers) if isinstance(trainer, dict) else loggers
+    if not isinstance(loggers, (list, dict)):
+        return []
+    moved = [
+        {**item, "init_args": {**item["init_args"], "save_dir": str(run_dir)}}
+        if isinstance(item, dict) and "save_dir" in (item.get("init_args") or {})
+        else item
+        for item in (loggers if isinstance(loggers, list) else [loggers])
+    ]
+    return [f"--trainer.logger={json.dumps(moved)}"]
 
 
 def run_environment() -> dict[str, str]:
@@ -160,15 +197,15 @@ def run_trial(
         except OSError as error:
             message = f"could not start {command[0]}: {error}"
             return Trial(name, proposal, FAILED, time.monotonic() - started, error=message)
-    seconds = time.monotonic() - started
+    seconds, ran = time.monotonic() - started, ran_params(run_dir, proposal)
     summary_file = run_dir / "summary.json"
     if code != 0:
         tail = (run_dir / "stderr.log").read_text()[-STDERR_TAIL_CHARS:]
-        return Trial(name, proposal, FAILED, seconds, error=f"exit status {code}\n{tail}".strip())
+        return Trial(name, proposal, FAILED, seconds, error=f"exit status {code}\n{tail}".strip(), ran=ran)
     if not summary_file.is_file():
         message = f"exited 0 without writing {summary_file} (leakage probe off?)"
-        return Trial(name, proposal, FAILED, seconds, error=message)
-    return Trial(name, proposal, FINISHED, seconds, summary=json.loads(summary_file.read_text()))
+        return Trial(name, proposal, FAILED, seconds, error=message, ran=ran)
+    return Trial(name, proposal, FINISHED, seconds, summary=json.loads(summary_file.read_text()), ran=ran)
 
 
 def propose(config: dict[str, Any], trials: list[Trial]) -> dict[str, dict[str, Any]] | None:
@@ -203,7 +240,8 @@ def run_sweep(config: dict[str, Any], count: int, output: Path, extra: list[str]
             print(f"the grid is exhausted after {len(trials)} runs", flush=True)
             break
         name, run_dir = f"run-{k}", output / f"run-{k}"
-        command = expand_command(config, proposal) + run_dir_args(run_dir) + extra
+        command = expand_command(config, proposal)
+        command += run_dir_args(command, run_dir) + extra
         print(f"[{k}/{count}] {name}: {' '.join(args_macro(proposal))}", flush=True)
         trials.append(run_trial(name, proposal, command, run_dir, env))
         print(f"[{k}/{count}] {progress(trials[-1], metric_name, run_dir)}", flush=True)

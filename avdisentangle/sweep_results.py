@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 with warnings.catch_warnings():
     # sweeps 0.2 declares pydantic-v1 config; under pydantic 2 that warns at import (see Trial.as_sweep_run)
     warnings.simplefilter("ignore")
@@ -28,10 +30,22 @@ class Trial:
     seconds: float
     summary: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    ran: dict[str, Any] = field(default_factory=dict)  # the parameters' values in the run's saved config
+
+    @property
+    def proposed(self) -> dict[str, Any]:
+        return {name: spec["value"] for name, spec in self.config.items()}
 
     @property
     def params(self) -> dict[str, Any]:
-        return {name: spec["value"] for name, spec in self.config.items()}
+        """What the run used: arguments after `--` override the proposal, so its saved config wins."""
+        return {**self.proposed, **self.ran}
+
+    def overridden(self, name: str) -> bool:
+        proposed, ran = self.proposed.get(name), self.params.get(name)
+        if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (proposed, ran)):
+            return not math.isclose(proposed, ran, rel_tol=1e-9)
+        return proposed != ran
 
     def as_sweep_run(self) -> sweeps.SweepRun:
         """The engine's view of the run; `summaryMetrics` by alias because sweeps 0.2 under
@@ -41,6 +55,43 @@ class Trial:
     def metric(self, name: str) -> float | None:
         value = self.summary.get(name)
         return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+MISSING = object()
+
+
+def saved_config_file(run_dir: Path) -> Path | None:
+    """The config.yaml LightningCLI saved in the trainer's log dir (the first logger's folder, or the
+    run folder): the shallowest one under the run, since W&B keeps config.yaml files of its own under wandb/."""
+    found = [path for path in run_dir.rglob("config.yaml") if "wandb" not in path.relative_to(run_dir).parts]
+    return min(found, key=lambda path: len(path.parts), default=None)
+
+
+def saved_value(node: Any, keys: list[str]) -> Any:
+    """The value at a dotted CLI key, read as the CLI sets it: through a class's init_args, and in a list
+    (trainer.callbacks) from the last item that has the key; MISSING where the config lacks it."""
+    if not keys:
+        return node
+    if isinstance(node, list):
+        values = (saved_value(item, keys) for item in reversed(node))
+        return next((value for value in values if value is not MISSING), MISSING)
+    if not isinstance(node, dict):
+        return MISSING
+    if keys[0] in node:
+        return saved_value(node[keys[0]], keys[1:])
+    return saved_value(node["init_args"], keys) if isinstance(node.get("init_args"), dict) else MISSING
+
+
+def ran_params(run_dir: Path, proposal: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each parameter's value in the run's saved config, which holds what every argument resolved to;
+    a parameter the config does not hold (a `config` file) keeps its proposal."""
+    path = saved_config_file(run_dir)
+    try:
+        saved = yaml.safe_load(path.read_text()) if path else None
+    except (OSError, yaml.YAMLError):
+        return {}
+    values = {name: saved_value(saved, name.split(".")) for name in proposal if name != "config"}
+    return {name: value for name, value in values.items() if value is not MISSING}
 
 
 def ranked_trials(trials: list[Trial], metric: dict[str, Any] | None) -> list[Trial]:
@@ -61,6 +112,12 @@ def trial_cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def param_cell(trial: Trial, name: str) -> str:
+    """The value the run used, and the proposal where extra arguments overrode it."""
+    cell = trial_cell(trial.params.get(name, ""))
+    return f"{cell} (proposed {trial_cell(trial.proposed.get(name, ''))})" if trial.overridden(name) else cell
+
+
 def trials_markdown(trials: list[Trial], metric_name: str | None) -> str:
     """The ranking at a glance: metric, parameters, duration, and why a run failed."""
     params = list(trials[0].params) if trials else []
@@ -70,7 +127,7 @@ def trials_markdown(trials: list[Trial], metric_name: str | None) -> str:
             trial.name,
             trial.state,
             *([trial_cell(trial.summary.get(metric_name, ""))] if metric_name else []),
-            *(trial_cell(trial.params.get(name, "")) for name in params),
+            *(param_cell(trial, name) for name in params),
             f"{trial.seconds:.0f}",
             trial.error.splitlines()[-1][:120] if trial.error else "",
         ]

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from avdisentangle.cli import run_lightning
 from avdisentangle.divergence import DivergenceGuard, TrainingDiverged
+from avdisentangle.lightning_cli import run_lightning
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.strategies import GradientReversalStrategy
 from tests.helpers import fit_args

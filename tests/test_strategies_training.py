@@ -27,7 +27,9 @@ def test_setup_is_idempotent_and_the_same_strategy_twice_raises() -> None:
 
 
 def test_the_same_strategy_twice_in_a_trainer_raises() -> None:
-    with pytest.raises(ValueError, match="'hsic' is already attached"):
+    # Strategies keep their settings in the checkpoint, so Lightning refuses two with one state key
+    # (the command line says it in one line first: tests/test_run_records.py).
+    with pytest.raises(RuntimeError, match="more than one stateful callback of type `HSICStrategy`"):
         trainer([HSICStrategy(), HSICStrategy(conditional=False)]).fit(model(), datamodule=TinyAVData())
 
 
@@ -95,10 +97,11 @@ def test_checkpoint_with_strategy_modules_reloads(tmp_path) -> None:
     for key, value in expected.items():
         assert restored[key] == pytest.approx(value, abs=1e-6), key
 
-    with pytest.raises(RuntimeError, match=r"\['grl'\].*load_backbone"):
+    with pytest.warns(UserWarning, match=r"strategies \['grl'\] that are not configured"):
         trainer([]).validate(model(), datamodule=data, ckpt_path=path, verbose=False)
 
-    backbone = MultitaskAVModule.load_backbone(path)
+    with pytest.warns(UserWarning, match=r"strategies \['grl'\] that are not configured"):
+        backbone = MultitaskAVModule.load_from_checkpoint(path).eval()
     assert len(backbone.strategy_modules) == 0 and not backbone.training
     batch = batch_of()
     net.eval()

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import yaml
 
-from avdisentangle.cli import main, run_lightning
+from avdisentangle.cli import main
+from avdisentangle.lightning_cli import run_lightning
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.sweep import args_macro, expand_command, load_sweep_config
-from avdisentangle.sweep_results import Trial, sweeps
+from avdisentangle.sweep_results import Trial, ran_params, sweeps, write_sweep_results
 from tests.conftest import TINY_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +95,56 @@ def test_sweep_file_is_valid_and_the_cli_accepts_its_runs(path, monkeypatch):
         assert parsed["checkpoint"]["dirpath"] is None  # per-run checkpoint folders under `wandb agent`
 
 
+def agent_command(config: dict[str, Any], proposal: dict[str, dict[str, Any]], monkeypatch, tmp_path) -> list[str]:
+    """The command W&B's own agent (`wandb agent`) starts for a proposal, caught before it starts. The
+    server sends the file's program with each run, and the proposal as JSON (plain floats)."""
+    from wandb import wandb_agent
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    for name in ("WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH"):  # the agent sets them for its run: restored after
+        monkeypatch.setenv(name, "")
+    started: list[list[str]] = []
+    monkeypatch.setattr(wandb_agent, "AgentProcess", lambda command, **_: started.append(command) or mock.Mock())
+    agent = wandb_agent.Agent(api=None, queue=None)
+    agent._sweep_command = list(config.get("command") or [])
+    args = json.loads(json.dumps(proposal, default=lambda value: value.item()))
+    agent._command_run({"run_id": "run-1", "args": args, "program": config["program"]})  # KeyError without one
+    return started[0]
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda path: path.stem)
+def test_the_wandb_agent_gets_a_program_and_starts_the_runners_command(path, monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)  # `wandb agent` runs from the repo root
+    config = load_sweep_config(path)
+    assert sweeps.schema_violations_from_proposed_config(config) == []
+    assert (REPO / config["program"]).is_file()
+    proposal = sweeps.next_run(config, []).config
+    ours = expand_command(config, proposal)
+    assert agent_command(config, proposal, monkeypatch, tmp_path) == [
+        "python" if part == sys.executable else part for part in ours  # the agent's ${interpreter}
+    ]
+
+
+def test_the_table_shows_what_the_run_saved_in_its_config_not_the_proposal(tmp_path):
+    run_dir = tmp_path / "run-1"
+    saved = {"trainer": {"max_epochs": 2, "callbacks": [{"class_path": "A", "init_args": {"weight": 0.5}}]}}
+    (run_dir / "csv/version_0").mkdir(parents=True)
+    (run_dir / "csv/version_0/config.yaml").write_text(yaml.safe_dump({**saved, "model": {"lr": 0.001}}))
+    (run_dir / "wandb/run-x/files").mkdir(parents=True)  # W&B's own config.yaml is not the run's config
+    (run_dir / "wandb/run-x/files/config.yaml").write_text(yaml.safe_dump({"trainer": {"max_epochs": 99}}))
+    proposal = {
+        "trainer.max_epochs": {"value": 20},
+        "trainer.callbacks.weight": {"value": 0.5},
+        "model.lr": {"value": np.float64(0.001)},
+        "config": {"value": "a.yaml"},
+    }
+    trial = Trial("run-1", proposal, "finished", 1.0, summary={"m": 0.25}, ran=ran_params(run_dir, proposal))
+    ran = {"trainer.max_epochs": 2, "trainer.callbacks.weight": 0.5, "model.lr": 0.001, "config": "a.yaml"}
+    assert trial.params == ran
+    assert "| 0.25 | 2 (proposed 20) | 0.5 | 0.001 | a.yaml |" in write_sweep_results([trial], {"name": "m"}, tmp_path)
+    assert trial.as_sweep_run().config == proposal  # the engine learns from what it proposed
+
+
 def test_args_expand_exactly_as_the_wandb_agent_expands_them():
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
@@ -162,7 +213,8 @@ def test_runs_are_ranked_by_the_goal_and_a_failure_is_recorded_not_raised(tmp_pa
         (None, "no such file"),
         ("method: [grid", "is not valid YAML"),
         ("method: grid\nmetrics: {name: m}\nparameters: {x: {values: [1]}}", "'metrics' was unexpected"),
-        ("method: grid\ncommand: [python, '${args}']\nparameters: {x: {min: 0.0, max: 1.0}}", "engine rejects"),
+        ("program: t.py\nmethod: grid\ncommand: [python, '${args}']\nparameters: {x: {min: 0.0, max: 1.0}}", "rejects"),
+        ("method: grid\nparameters: {x: {values: [1]}}", "no `program`, which `wandb agent` needs"),
         ("method: grid\ncommand: [python, '${args_json}']\nparameters: {x: {values: [1]}}", "not ${args_json}"),
         ("method: grid\nparameters: {x: {glob: no/such/folder/*.yaml}}", "no file matches 'no/such/folder/*.yaml'"),
     ],
@@ -192,6 +244,7 @@ def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_pa
     sweep_file.write_text(
         yaml.safe_dump(
             {
+                "program": "avdisentangle/__main__.py",
                 "method": "grid",
                 "metric": {"name": "leakage/tradeoff", "goal": "maximize"},
                 "command": [
@@ -202,7 +255,7 @@ def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_pa
             }
         )
     )
-    monkeypatch.chdir(tmp_path)  # the loggers write logs/ under the working directory
+    monkeypatch.chdir(tmp_path)  # where the base config's loggers would write logs/
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("WANDB_MODE", "offline")
     data = [
@@ -226,4 +279,10 @@ def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_pa
         assert summary["leakage/tradeoff"] == pytest.approx(float(row["leakage/tradeoff"]))
         assert (output / row["run"] / "checkpoints" / "last.ckpt").is_file()
         assert "`max_epochs=2` reached" in (output / row["run"] / "stderr.log").read_text()  # `--` beat the file's 20
+        assert row["trainer.max_epochs"] == "2"  # what ran, from the config the run saved
+        logs = output / row["run"] / "csv/version_0"  # each run's logs and saved config beside it
+        assert (logs / "metrics.csv").is_file() and (logs / "config.yaml").is_file()
+        assert len(list((output / row["run"] / "wandb").glob("offline-run-*"))) == 1
+    assert not (tmp_path / "logs").exists()
+    assert (output / "sweep_results.md").read_text().count(" 2 (proposed 20) |") == 2
     assert "[2/2] run-2 finished" in capsys.readouterr().out

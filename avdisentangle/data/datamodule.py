@@ -6,7 +6,6 @@ the CLI, so nobody types `num_speakers` by hand. Training epochs read only the m
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import numpy as np
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader
 
 from avdisentangle.data.cache import FeatureCache, PrepareSummary, cache_dir_for, prepare_cache, read_summary
@@ -151,13 +151,13 @@ class AVDataModule(L.LightningDataModule):
         exists (printing what was kept and refused when it builds); assigns no state.
 
         Holds a lock on the cache folder: under torchrun every process readies the DataModule (the
-        CLI sizes the model from it), and only one may generate and cache.
+        CLI sizes the model from it), and only one may generate and cache. `filelock`, not `fcntl`,
+        so the lock also works on Windows.
         """
         if self.prepared_cache is not None:
             return read_summary(FeatureCache.open(self.prepared_cache).path)
         self.cache_root.mkdir(parents=True, exist_ok=True)
-        with (self.cache_root / ".prepare.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with FileLock(self.cache_root / ".prepare.lock"):
             listing = self.listing()
             summary = prepare_cache(
                 listing,

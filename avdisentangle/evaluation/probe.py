@@ -169,10 +169,10 @@ def format_probe_table(results: dict[str, float]) -> str:
 
 
 def probe_checkpoint(ckpt_path: str, datamodule, seed: int = 0) -> dict[str, float]:
-    """Load a checkpoint's backbone (without strategy modules), check it matches the data, probe it."""
+    """Load a checkpoint's model (its strategy modules are dropped), check it matches the data, probe it."""
     from avdisentangle.models.multitask import MultitaskAVModule
 
-    model = MultitaskAVModule.load_backbone(ckpt_path)
+    model = MultitaskAVModule.load_from_checkpoint(ckpt_path, map_location="cpu").eval()
     datamodule.setup("test")
     expected = {"num_emotions": datamodule.num_emotions, "num_speakers": datamodule.num_speakers}
     found = {key: model.hparams[key] for key in expected}

@@ -7,18 +7,23 @@ themselves; every step the module adds the named loss terms each attached strate
 
 from __future__ import annotations
 
-import inspect
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+from torchmetrics.wrappers import ClasswiseWrapper
 
 from avdisentangle.data.splits import SPLIT_NAMES
 from avdisentangle.errors import UserError
@@ -120,6 +125,9 @@ class MultitaskAVModule(L.LightningModule):
             {f"{s}_{t}": task_metrics(counts[t], f"{s}/{t}/") for s in SPLIT_NAMES for t in TASKS}
         )
         self.test_confusion = MulticlassConfusionMatrix(num_emotions)
+        self.test_recall = ClasswiseWrapper(
+            MulticlassRecall(num_emotions, average=None), self.emotion_label_names, prefix="test/emotion/recall/"
+        )
         self.test_confusion_matrix: np.ndarray | None = None
 
         self.strategy_modules = nn.ModuleDict()
@@ -205,16 +213,22 @@ class MultitaskAVModule(L.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         _, outputs = self._shared_step(batch, "test")
         self.test_confusion.update(outputs["emotion_logits"].float(), batch["emotion"])
+        self.test_recall.update(outputs["emotion_logits"].float(), batch["emotion"])
 
     def on_test_epoch_end(self) -> None:
-        """Keep the emotion confusion matrix (rows = true class) and log per-class recall from it."""
+        """Keep the emotion confusion matrix (rows = true class) and log each class's recall.
+
+        A class with no test clip has no recall: torchmetrics gives it 0 (`zero_division` is 0 or 1),
+        so it is logged as NaN, as UAR leaves it out, not as a class never recognised.
+        """
         matrix = self.test_confusion.compute()
         self.test_confusion.reset()
         self.test_confusion_matrix = matrix.cpu().numpy()
-        recall = matrix.diag().float() / matrix.sum(dim=1).clamp_min(1).float()
-        for name, value in zip(self.emotion_label_names, recall):
-            # Already reduced over processes by the metric, so no sync_dist.
-            self.log(f"test/emotion/recall/{name}", value)
+        recalls = self.test_recall.compute()
+        self.test_recall.reset()
+        for (name, value), support in zip(recalls.items(), matrix.sum(dim=1)):
+            # Already reduced over processes by the metrics, so no sync_dist.
+            self.log(name, value if support > 0 else torch.full_like(value, math.nan))
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         outputs = self(batch)
@@ -254,26 +268,17 @@ class MultitaskAVModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Name the missing strategy callbacks instead of failing on unexpected state-dict keys."""
-        stored = {
-            key[len(STRATEGY_PREFIX) :].split(".")[0]
-            for key in checkpoint["state_dict"]
-            if key.startswith(STRATEGY_PREFIX)
-        }
-        missing = sorted(stored - set(self.strategy_modules.keys()))
-        if missing:
-            raise RuntimeError(
-                f"checkpoint holds modules of strategies {missing} that are not configured: add those callbacks, "
-                "or load the model alone with MultitaskAVModule.load_backbone(path)"
-            )
-
-    @classmethod
-    def load_backbone(cls, ckpt_path: str | Path, map_location: Any = "cpu") -> MultitaskAVModule:
-        """The model of a checkpoint without its strategy modules (for probing), in eval mode."""
-        checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=True)
-        accepted = inspect.signature(cls.__init__).parameters
-        hparams = {k: v for k, v in checkpoint[cls.CHECKPOINT_HYPER_PARAMS_KEY].items() if k in accepted}
-        model = cls(**hparams)
-        state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(STRATEGY_PREFIX)}
-        model.load_state_dict(state)
-        return model.eval()
+        """Drop the modules of strategies not configured now, saying so in one line: a model loads for
+        inference with `load_from_checkpoint(path)` alone; configured strategies (resume, validate) keep theirs."""
+        state = checkpoint["state_dict"]
+        owners = {key: key[len(STRATEGY_PREFIX) :].split(".")[0] for key in state if key.startswith(STRATEGY_PREFIX)}
+        dropped = sorted(set(owners.values()) - set(self.strategy_modules.keys()))
+        if not dropped:
+            return
+        for key, owner in owners.items():
+            if owner in dropped:
+                del state[key]
+        rank_zero_warn(
+            f"checkpoint holds modules of strategies {dropped} that are not configured: loading the model without "
+            "them (add those strategy callbacks to train or evaluate with them)"
+        )

@@ -5,14 +5,18 @@ into `pl_module.strategy_modules[name]`, so the module's device moves, optimiser
 cover them, and attaches itself to the module. The module then calls `loss_terms(outputs, batch)`
 every step and adds the returned named, already-weighted scalars to its loss, logging each one as
 `<split>/<name>/<term>`. A strategy with a `schedule` owns a `ScheduleState`, which is advanced
-before every training step and checkpointed with the other owned modules.
+before every training step and checkpointed with the other owned modules. The arguments a strategy
+was made with are its `settings`: Lightning saves them in `checkpoint["callbacks"]`, and loading
+that checkpoint with other settings says which differ.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import lightning.pytorch as L
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from avdisentangle.strategies.schedules import Schedule, ScheduleState
@@ -27,6 +31,7 @@ class DisentanglementStrategy(L.Callback):
 
     name: ClassVar[str]
     schedule: Schedule | None = None
+    settings: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Register every subclass that sets its own `name` (one without is a shared base, not a strategy)."""
@@ -39,6 +44,21 @@ class DisentanglementStrategy(L.Callback):
             raise TypeError(f"{cls.__module__}.{cls.__qualname__}: strategy name {cls.name!r} is taken by {owner}")
         STRATEGIES[cls.name] = cls
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> DisentanglementStrategy:
+        """Record the arguments of every construction, whatever the subclass's `__init__` keeps of them."""
+        strategy = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(strategy, *args, **kwargs)
+        except TypeError:  # not a construction (a copy, unpickling: the copied state brings the settings),
+            return strategy  # or a wrong call, which `__init__` itself reports
+        bound.apply_defaults()
+        settings: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = bound.signature.parameters[name].kind
+            settings.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
+        strategy.settings = {name: plain(value) for name, value in settings.items()}
+        return strategy
+
     def __init__(self, weight: float = 1.0, lr_scale: float = 1.0) -> None:
         super().__init__()
         self.weight = weight
@@ -46,6 +66,22 @@ class DisentanglementStrategy(L.Callback):
         # with an encoder that is learning to fool it, or it never learns to read the speaker.
         self.lr_scale = lr_scale
         self.module: nn.Module | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The settings, which Lightning saves in the checkpoint: what a run was is kept with its weights."""
+        return {"settings": dict(self.settings)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Say in one line which settings differ from the checkpoint's (a resume or a validate with another
+        config): the run goes on with the configured ones, but its results are no longer the checkpoint's."""
+        stored, now = state_dict.get("settings", {}), self.settings
+        changed = [
+            f"{key}={stored.get(key, UNSET)!r}, now {now.get(key, UNSET)!r}"
+            for key in [*stored, *(key for key in now if key not in stored)]
+            if stored.get(key, UNSET) != now.get(key, UNSET)
+        ]
+        if changed:
+            rank_zero_warn(f"checkpoint trained with {self.name} " + "; ".join(changed))
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module | None:
         """The trainable state this strategy owns, sized from the module's hyperparameters."""
@@ -78,3 +114,24 @@ class DisentanglementStrategy(L.Callback):
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         """Named, already-weighted scalar terms to add to the module's loss."""
         raise NotImplementedError
+
+
+class Unset:
+    """A setting that one side (the checkpoint or this run) does not have."""
+
+    def __repr__(self) -> str:
+        return "unset"
+
+
+UNSET = Unset()
+
+
+def plain(value: Any) -> Any:
+    """`value` as checkpoint-safe builtins (a weights-only load refuses other objects), else its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    return repr(value)
