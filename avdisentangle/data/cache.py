@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +78,8 @@ class FeatureCache(FeatureTable):
     """A finished cache opened for reading; arrays are memory-mapped, never loaded whole. The label
     names come from its metadata, so sizing a model reads one small file."""
 
-    path: Path = field(default_factory=Path)
-    meta: dict = field(default_factory=dict)
+    path: Path
+    meta: dict
 
     @classmethod
     def open(cls, path: str | Path) -> FeatureCache:
@@ -87,7 +87,11 @@ class FeatureCache(FeatureTable):
         path = Path(path)
         if not is_complete(path):
             raise UserError(f"no finished feature cache at {path}: run `python -m avdisentangle prepare` first")
-        problem = damage(path)
+        try:
+            clips = read_rows(path / "clips.csv")
+        except (OSError, csv.Error, UnicodeDecodeError):
+            clips = None  # `damage` names the problem
+        problem = damage(path, None if clips is None else len(clips))
         if problem:
             raise CacheDamaged(
                 f"feature cache {path} is damaged: {problem}; delete that folder and run "
@@ -96,7 +100,7 @@ class FeatureCache(FeatureTable):
         return cls(
             audio=np.load(path / "audio.npy", mmap_mode="r"),
             video=np.load(path / "video.npy", mmap_mode="r"),
-            clips=read_rows(path / "clips.csv"),
+            clips=clips,
             path=path,
             meta=json.loads((path / "meta.json").read_text()),
         )

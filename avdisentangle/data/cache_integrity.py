@@ -48,10 +48,11 @@ def npy_problem(path: Path, shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def damage(cache_dir: Path) -> str | None:
+def damage(cache_dir: Path, clip_rows: int | None = None) -> str | None:
     """What is wrong with a finished cache, naming the damaged file, or None when `meta.json`,
     `clips.csv`, `audio.npy` and `video.npy` agree on the clip count and the arrays have their
-    recorded shapes. Reads headers, sizes and the clip table only: fast enough for every open."""
+    recorded shapes. Reads headers, sizes and the clip table only: fast enough for every open.
+    `clip_rows`: the row count of clips.csv when the caller has read it already."""
     try:
         meta = json.loads((cache_dir / "meta.json").read_text())
         kept, config = int(meta["kept"]), FeatureConfig(**meta["features"])
@@ -61,7 +62,7 @@ def damage(cache_dir: Path) -> str | None:
         if problem := npy_problem(cache_dir / name, (kept, *shape)):
             return problem
     try:
-        rows = len(read_rows(cache_dir / "clips.csv"))
+        rows = len(read_rows(cache_dir / "clips.csv")) if clip_rows is None else clip_rows
     except (OSError, csv.Error, UnicodeDecodeError) as error:
         return f"clips.csv is unreadable ({describe_error(error)})"
     if rows != kept:

@@ -135,16 +135,18 @@ class AVDataModule(L.LightningDataModule):
             return locate_manifest(self.root)  # the CSV itself, or the manifest.csv in a folder
         return require_root(self.root, self.corpus)
 
-    def listing(self) -> CorpusListing:
+    def listing(self) -> tuple[Path, CorpusListing]:
+        """The corpus root and its clips (the root found, or generated, once)."""
+        root = self.corpus_root()
         options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
-        return read_corpus(self.corpus, self.corpus_root(), **options)
+        return root, read_corpus(self.corpus, root, **options)
 
-    def cache_location(self, listing: CorpusListing | None = None) -> Path:
+    def cache_location(self, listed: tuple[Path, CorpusListing] | None = None) -> Path:
         """The cache folder of this corpus content and feature config."""
         if self.prepared_cache is not None:
             return self.prepared_cache
-        listing = listing or self.listing()
-        return cache_dir_for(self.cache_root, self.corpus, self.corpus_root(), listing, self.features)
+        root, listing = listed or self.listing()
+        return cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
 
     def prepare_data(self) -> PrepareSummary:
         """Generate the synthetic corpus if needed and build the feature cache unless a whole one
@@ -158,11 +160,11 @@ class AVDataModule(L.LightningDataModule):
             return read_summary(FeatureCache.open(self.prepared_cache).path)
         self.cache_root.mkdir(parents=True, exist_ok=True)
         with FileLock(self.cache_root / ".prepare.lock"):
-            listing = self.listing()
+            listed = self.listing()
             summary = prepare_cache(
-                listing,
+                listed[1],
                 self.features,
-                self.cache_location(listing),
+                self.cache_location(listed),
                 corpus=self.corpus,
                 num_workers=self.num_workers,
                 progress=self.progress,

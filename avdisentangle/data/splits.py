@@ -65,32 +65,31 @@ def closed_set_split(speakers, emotions, val_fraction, test_fraction, rng) -> di
     topped_up = {"val": 0, "test": 0}
     for speaker in names:
         members = order_by_emotion(np.flatnonzero(speakers == speaker), emotions, rng)
-        test = at_least_one(systematic_sample(len(members), test_fraction, rng.random()), rng, topped_up, "test")
+        test, topped = at_least_one(systematic_sample(len(members), test_fraction, rng.random()), rng, leave=2)
+        topped_up["test"] += topped
         assignment[members[test]] = "test"
         rest = members[~test]
-        val = at_least_one(
-            systematic_sample(len(rest), val_fraction / (1 - test_fraction), rng.random()), rng, topped_up, "val"
-        )
+        val, topped = at_least_one(systematic_sample(len(rest), val_fraction / (1 - test_fraction), rng.random()), rng)
+        topped_up["val"] += topped
         assignment[rest[val]] = "val"
     if any(topped_up.values()):
         warnings.warn(
             f"closed-set split: val_fraction={val_fraction} and test_fraction={test_fraction} give some speakers no "
-            "clip "
-            f"there; {topped_up['val']} speaker(s) got one val clip, {topped_up['test']} one test clip",
+            f"clip there; {topped_up['val']} speaker(s) got one val clip, {topped_up['test']} one test clip",
             stacklevel=3,
         )
     return {name: np.flatnonzero(assignment == name) for name in SPLIT_NAMES}
 
 
-def at_least_one(mask: np.ndarray, rng: np.random.Generator, counter: dict[str, int], split: str) -> np.ndarray:
-    """`mask` with one random item set when it picked none, always leaving at least two items unset
-    when it picked too many (room for the other splits)."""
-    if not mask.any():
+def at_least_one(mask: np.ndarray, rng: np.random.Generator, leave: int = 1) -> tuple[np.ndarray, bool]:
+    """`mask` with one random item set when it picked none (and whether it did), always leaving at
+    least `leave` items unset (room for the splits still to be drawn from the rest)."""
+    topped = not mask.any()
+    if topped:
         mask[rng.integers(len(mask))] = True
-        counter[split] += 1
-    while mask.sum() > len(mask) - (2 if split == "test" else 1):
+    while mask.sum() > len(mask) - leave:
         mask[np.flatnonzero(mask)[-1]] = False
-    return mask
+    return mask, topped
 
 
 def speaker_independent_split(speakers, val_fraction, test_fraction, rng) -> dict[str, np.ndarray]:
