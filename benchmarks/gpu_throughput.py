@@ -150,7 +150,7 @@ def main() -> None:
         print(f"cache: {clips} clips tiled from {source}; loader_workers={args.loader_workers}")
         print(f"{'batch':>5} {'precision':<12} {'clips/s':>9} {'epoch s':>8} {'vs 32':>6} {'GPU util %':>10}")
         for batch_size in args.batch_sizes:
-            datamodule = AVDataModule.from_cache(tiled, batch_size=batch_size, loader_workers=args.loader_workers,
+            datamodule = AVDataModule.from_cache(tiled, batch_size=batch_size, num_workers=args.loader_workers,
                                                  val_fraction=val_fraction, test_fraction=test_fraction)
             datamodule.ready()
             train_clips = len(datamodule.splits["train"])

@@ -284,7 +284,7 @@ def main() -> None:
         print(f"{'command':52} {'wall':>6} {'CPU incl. workers':>18}")
         for number, (name, command) in enumerate(commands.items()):
             options = ["prepare", "--data.corpus=cremad", f"--data.root={corpora['small real']}",
-                       f"--data.num_workers={args.workers}", "--data.progress=false"]
+                       f"--data.prepare_workers={args.workers}", "--data.progress=false"]
             timings = [
                 time_command([*command, *options, f"--data.cache_dir={work / f'cache-{number}-{repeat}'}"],
                              work / f"cache-{number}-{repeat}", args.cold_numba)

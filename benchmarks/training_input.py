@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=0)
     args = parser.parse_args()
 
-    datamodule = AVDataModule(batch_size=args.batch_size, loader_workers=args.loader_workers, progress=False)
+    datamodule = AVDataModule(batch_size=args.batch_size, num_workers=args.loader_workers, progress=False)
     datamodule.ready()
     torch.manual_seed(0)
     model = MultitaskAVModule.for_data(datamodule)

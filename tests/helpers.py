@@ -92,7 +92,7 @@ def fit_args(corpus: Path, workdir: Path, *extra: str, strategy: str = "none", c
     configs = ["--config", str(REPO / "experiments/configs/base.yaml")]
     configs += ["--config", str(REPO / f"experiments/configs/strategy/{strategy}.yaml")]
     data = ["--data.corpus=cremad", f"--data.root={corpus}", f"--data.cache_dir={workdir / 'cache'}"]
-    data += ["--data.num_workers=0", "--data.batch_size=8", *FEATURE_ARGS]
+    data += ["--data.prepare_workers=0", "--data.batch_size=8", *FEATURE_ARGS]
     logs = [f"--trainer.default_root_dir={workdir}", f"--checkpoint.dirpath={workdir / 'checkpoints'}"]
     logs += ["--trainer.logger.init_args.save_dir", str(workdir / "logs"), "--trainer.enable_progress_bar=false"]
     return [sys.executable, "-m", "avdisentangle", command, *configs, *data, *logs, *extra]

@@ -28,7 +28,7 @@ def test_tiled_cache_repeats_rows_as_new_speakers_and_trains(tiny_corpus, tmp_pa
         synthetic=TINY_SYNTHETIC,
         features=TINY_FEATURES,
         cache_dir=str(tmp_path / "cache"),
-        num_workers=0,
+        prepare_workers=0,
         progress=False,
     )
     source.ready()

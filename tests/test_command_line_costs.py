@@ -57,7 +57,7 @@ def test_fit_prints_no_warning_about_its_own_arguments(tiny_corpus, tmp_path):
 def test_prepare_runs_without_fcntl(tiny_corpus, tmp_path):
     """The cache lock is `filelock`'s: a platform without `fcntl` (Windows) still prepares."""
     code = "import sys\nsys.modules['fcntl'] = None\nfrom avdisentangle.cli import main\nsys.exit(main(sys.argv[1:]))"
-    args = prepare_command(tiny_corpus, f"--data.cache_dir={tmp_path / 'cache'}", "--data.num_workers=0")[3:]
+    args = prepare_command(tiny_corpus, f"--data.cache_dir={tmp_path / 'cache'}", "--data.prepare_workers=0")[3:]
     result = run([sys.executable, "-c", code, *args], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "kept 48 clips, refused 0" in result.stdout

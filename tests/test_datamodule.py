@@ -18,7 +18,7 @@ def datamodule(tiny_corpus, tmp_path_factory):
         features=TINY_FEATURES,
         cache_dir=str(tmp_path_factory.mktemp("cache")),
         batch_size=8,
-        num_workers=0,
+        prepare_workers=0,
         progress=False,
     )
     dm.ready()
@@ -115,7 +115,7 @@ def test_speaker_folds_through_the_datamodule(tiny_corpus, datamodule):
             split="speaker_folds",
             num_folds=4,
             fold=fold,
-            num_workers=0,
+            prepare_workers=0,
             progress=False,
         )
         dm.ready()
@@ -183,7 +183,7 @@ def test_concurrent_prepares_build_one_cache(tiny_corpus, tmp_path):
             synthetic=TINY_SYNTHETIC,
             features=TINY_FEATURES,
             cache_dir=str(tmp_path),
-            num_workers=0,
+            prepare_workers=0,
             progress=False,
         )
         return dm.prepare_data()
@@ -193,3 +193,19 @@ def test_concurrent_prepares_build_one_cache(tiny_corpus, tmp_path):
     assert [s.kept for s in summaries] == [48, 48, 48]
     assert sum(not s.from_existing_cache for s in summaries) == 1
     assert len(list(tmp_path.glob("synthetic-*"))) == 1
+
+
+def test_num_workers_is_the_dataloaders_as_lightning_hints_assume(datamodule):
+    """`--data.num_workers` is what Lightning's "increase num_workers" hint means; extraction has its own name."""
+    loader_workers = AVDataModule(
+        root=datamodule.root,
+        synthetic=TINY_SYNTHETIC,
+        features=TINY_FEATURES,
+        cache_dir=str(datamodule.cache_root),
+        prepare_workers=0,
+        num_workers=2,
+        progress=False,
+    ).ready()
+    assert loader_workers.train_dataloader().num_workers == 2
+    assert datamodule.train_dataloader().num_workers == 0
+    assert loader_workers.prepare_workers == 0

@@ -104,7 +104,7 @@ def finished_cache(tiny_corpus, tmp_path_factory):
         root=str(tiny_corpus),
         cache_dir=str(tmp_path_factory.mktemp("cache")),
         features=TINY_FEATURES,
-        num_workers=0,
+        prepare_workers=0,
         progress=False,
     )
     datamodule.prepare_data()
@@ -121,7 +121,7 @@ def damaged_copy(finished_cache: AVDataModule, tmp_path: Path, damage) -> AVData
         root=finished_cache.root,
         cache_dir=str(tmp_path / "cache"),
         features=TINY_FEATURES,
-        num_workers=0,
+        prepare_workers=0,
         progress=False,
     )
 
@@ -263,7 +263,7 @@ def test_prepare_that_keeps_nothing_exits_non_zero(capsys, tiny_corpus, tmp_path
             "--data.corpus=cremad",
             f"--data.root={root}",
             f"--data.cache_dir={tmp_path / 'cache'}",
-            "--data.num_workers=0",
+            "--data.prepare_workers=0",
             "--data.progress=false",
         ]
     )

@@ -18,7 +18,7 @@ from tests.helpers import ENV, FEATURE_ARGS, prepare_command
 
 
 def prepare(capsys, *args: str) -> str:
-    assert main(["prepare", "--data.num_workers=0", "--data.progress=false", *FEATURE_ARGS, *args]) == 0
+    assert main(["prepare", "--data.prepare_workers=0", "--data.progress=false", *FEATURE_ARGS, *args]) == 0
     return capsys.readouterr().out
 
 
@@ -78,7 +78,7 @@ def test_unusable_root_is_a_clear_error(capsys, tmp_path):
 def test_killed_prepare_resumes_to_identical_arrays(tiny_corpus, tmp_path):
     """SIGKILL a prepare after its first finished chunk; the rerun redoes nothing finished and
     produces exactly the arrays of an uninterrupted run."""
-    args = prepare_command(tiny_corpus, "--data.num_workers=0")
+    args = prepare_command(tiny_corpus, "--data.prepare_workers=0")
     env = ENV
     killed = subprocess.Popen(
         [*args, f"--data.cache_dir={tmp_path / 'killed'}"],

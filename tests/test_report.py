@@ -188,7 +188,7 @@ def tiny_fit_args(corpus, tmp_path) -> list[str]:
         "--data.corpus=cremad",
         f"--data.root={corpus}",
         f"--data.cache_dir={tmp_path / 'cache'}",
-        "--data.num_workers=0",
+        "--data.prepare_workers=0",
         "--data.batch_size=8",
         "--trainer.max_epochs=2",
         *[

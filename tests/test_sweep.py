@@ -260,7 +260,7 @@ def test_two_real_runs_offline_on_the_tiny_corpus_are_ranked(tiny_corpus, tmp_pa
     monkeypatch.setenv("WANDB_MODE", "offline")
     data = [
         "--data.corpus=cremad", f"--data.root={tiny_corpus}", f"--data.cache_dir={tmp_path / 'cache'}",
-        "--data.num_workers=0", "--data.batch_size=8",
+        "--data.prepare_workers=0", "--data.batch_size=8",
         *[f"--data.features.{name}={getattr(TINY_FEATURES, name)}"
           for name in ("window_s", "n_mels", "num_frames", "face_size")],
         "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false",

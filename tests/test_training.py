@@ -31,7 +31,7 @@ def entangled(tmp_path_factory):
         features=FEATURES,
         cache_dir=str(tmp_path_factory.mktemp("cache")),
         batch_size=16,
-        num_workers=0,
+        prepare_workers=0,
         progress=False,
     )
     dm.ready()

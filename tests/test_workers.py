@@ -58,7 +58,7 @@ def test_prepare_workers_exit_when_prepare_is_killed(tiny_corpus, tmp_path):
     (blocked on a pipe to the dead parent) must be gone within 15 s."""
     cache = tmp_path / "cache"
     prepare = subprocess.Popen(
-        prepare_command(tiny_corpus, "--data.num_workers=2", f"--data.cache_dir={cache}"),
+        prepare_command(tiny_corpus, "--data.prepare_workers=2", f"--data.cache_dir={cache}"),
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

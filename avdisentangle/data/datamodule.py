@@ -55,9 +55,9 @@ class AVDataModule(L.LightningDataModule):
             fold with one seed tests every speaker exactly once.
         seed: fixes the split (for speaker_folds, the dealing of speakers into folds).
         batch_size: clips per batch.
-        num_workers: processes that write the synthetic corpus and extract features in `prepare`.
-        loader_workers: DataLoader workers; 0 is usually fastest since a batch is one slice of
-            memory-mapped arrays.
+        prepare_workers: processes that write the synthetic corpus and extract features in `prepare`.
+        num_workers: DataLoader workers, as in Lightning's hints; 0 is usually fastest since a batch
+            is one slice of memory-mapped arrays.
         predict_split: which clips of the corpus `predict` runs on.
         predict_paths: files or folders to predict on instead (unlabelled clips: a video with a
             same-named .wav beside it, or a video alone with its own audio track).
@@ -79,8 +79,8 @@ class AVDataModule(L.LightningDataModule):
         fold: int = 0,
         seed: int = 0,
         batch_size: int = 32,
-        num_workers: int = 2,
-        loader_workers: int = 0,
+        prepare_workers: int = 2,
+        num_workers: int = 0,
         predict_split: str = "test",
         predict_paths: list[str] | None = None,
         progress: bool = True,
@@ -93,8 +93,8 @@ class AVDataModule(L.LightningDataModule):
         check_folds(num_folds, fold)
         for name, value, least in (
             ("batch_size", batch_size, 1),
+            ("prepare_workers", prepare_workers, 0),
             ("num_workers", num_workers, 0),
-            ("loader_workers", loader_workers, 0),
         ):
             if value < least:
                 raise UserError(f"{name} must be at least {least}, got {value}")
@@ -114,8 +114,8 @@ class AVDataModule(L.LightningDataModule):
         self.fold = fold
         self.seed = seed
         self.batch_size = batch_size
+        self.prepare_workers = prepare_workers
         self.num_workers = num_workers
-        self.loader_workers = loader_workers
         self.predict_split = predict_split
         self.predict_paths = predict_paths
         self.progress = progress
@@ -128,9 +128,9 @@ class AVDataModule(L.LightningDataModule):
         """The folder (or manifest CSV) to read; the synthetic corpus is generated there on first use."""
         if self.corpus == "synthetic" and self.root is None:
             root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
-            return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.num_workers)
+            return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.prepare_workers)
         if self.corpus == "synthetic":
-            return generate_corpus(Path(self.root), self.synthetic, progress=self.progress, workers=self.num_workers)
+            return generate_corpus(Path(self.root), self.synthetic, progress=self.progress, workers=self.prepare_workers)
         if self.corpus == "manifest":
             return locate_manifest(self.root)  # the CSV itself, or the manifest.csv in a folder
         return require_root(self.root, self.corpus)
@@ -166,7 +166,7 @@ class AVDataModule(L.LightningDataModule):
                 self.features,
                 self.cache_location(listed),
                 corpus=self.corpus,
-                num_workers=self.num_workers,
+                num_workers=self.prepare_workers,
                 progress=self.progress,
             )
         if not summary.from_existing_cache:
@@ -252,8 +252,8 @@ class AVDataModule(L.LightningDataModule):
             sampler=None if shuffle else evaluation_sampler(dataset),
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             collate_fn=keep_batch,
-            num_workers=self.loader_workers,
-            persistent_workers=self.loader_workers > 0,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
