@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STRATEGY ?= none
+CALLBACKS ?=
 PROFILE ?= full
 ARGS ?=
 BASE_CONFIG := experiments/configs/base.yaml
 STRATEGIES := $(sort $(basename $(notdir $(wildcard experiments/configs/strategy/*.yaml))))
+CALLBACK_CONFIGS := $(sort $(basename $(notdir $(wildcard experiments/configs/callbacks/*.yaml))))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lint test data train report bench strategy-exists clean
@@ -20,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# Compile librosa's numba kernels into their on-disk cache now, not in every worker of the first prepare.
+	$(PY) -c 'from avdisentangle.data.features import warm_up_audio_features; warm_up_audio_features()'
 	touch $@
 
 lint: setup ## pyflakes, import order and line length (ruff)
@@ -31,8 +35,11 @@ test: setup ## run the test suite (CPU, a few minutes)
 data: setup ## write the built-in synthetic corpus and its feature cache
 	$(PY) -m avdisentangle prepare --config $(BASE_CONFIG) $(ARGS)
 
-train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (data prepared if needed); ARGS="--trainer.max_epochs=3"
-	$(PY) -m avdisentangle fit --config $(BASE_CONFIG) --config experiments/configs/strategy/$(STRATEGY).yaml $(ARGS)
+# Callbacks before strategies: a dotted `--trainer.callbacks.weight=...` in ARGS sets the last callback's.
+train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogonal|hsic (or several, "hsic grl"), CALLBACKS="early_stopping lr_monitor"; ARGS="--trainer.max_epochs=3"
+	$(PY) -m avdisentangle fit --config $(BASE_CONFIG) \
+		$(foreach name,$(CALLBACKS),--config experiments/configs/callbacks/$(name).yaml) \
+		$(foreach name,$(STRATEGY),--config experiments/configs/strategy/$(name).yaml) $(ARGS)
 
 report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~12 min on 2 CPUs) or full (GPU; ARGS="--jobs 4")
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
@@ -44,7 +51,8 @@ bench: setup ## preprocessing, training input, memory, report and GPU throughput
 	$(PY) benchmarks/gpu_throughput.py
 
 strategy-exists:
-	@test -f experiments/configs/strategy/$(STRATEGY).yaml || { echo "unknown STRATEGY=$(STRATEGY); choose one of: $(STRATEGIES)" >&2; exit 2; }
+	@for name in $(STRATEGY); do test -f experiments/configs/strategy/$$name.yaml || { echo "unknown STRATEGY=$$name; choose one of: $(STRATEGIES)" >&2; exit 2; }; done
+	@for name in $(CALLBACKS); do test -f experiments/configs/callbacks/$$name.yaml || { echo "unknown CALLBACKS=$$name; choose from: $(CALLBACK_CONFIGS)" >&2; exit 2; }; done
 
 clean: ## remove generated data, logs and checkpoints (keeps .venv)
 	rm -rf data logs checkpoints results

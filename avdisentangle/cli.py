@@ -56,6 +56,13 @@ def probe(args: list[str]) -> int:
     return 0
 
 
+def export(args: list[str]) -> int:
+    """Write a checkpoint's network as ONNX or TorchScript, checked against the checkpoint."""
+    from avdisentangle.export import export as run_export
+
+    return run_export(args)
+
+
 def report(args: list[str]) -> int:
     from avdisentangle.evaluation.report import report as run_report
 
@@ -72,6 +79,7 @@ def sweep(args: list[str]) -> int:
 EXTRA_COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "prepare": prepare,
     "probe": probe,
+    "export": export,
     "report": report,
     "sweep": sweep,
 }
@@ -86,6 +94,7 @@ Lightning commands (run one with --help for every option, --print_config for a f
 Package commands:
   prepare    build the feature cache of a corpus (same --data.* options as fit)
   probe      what linear and MLP probes read from a checkpoint's frozen embeddings (--ckpt_path)
+  export     a checkpoint's network for inference: --ckpt_path PATH --format onnx|torchscript
   report     every strategy over seeds: results.csv, summary.md and plots under results/<name>/
   sweep      run a W&B sweep YAML without a W&B server: sweep experiments/sweeps/grl.yaml --count 20
 
@@ -106,11 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     args = [arg for arg in args if arg != DEBUG_FLAG]
     try:
         return run_command(args)
-    except ExpectedFailure as failure:
-        if debug:
+    except Exception as error:
+        failure = expected_cause(error)
+        if failure is None:
             raise
+        if debug:
+            raise failure from None
         print(f"error: {failure}", file=sys.stderr)
         return failure.exit_code
+
+
+def expected_cause(error: BaseException) -> ExpectedFailure | None:
+    """The expected failure behind an error: jsonargparse wraps one raised while it links the data to the
+    model (a missing corpus root, say) in a ValueError of its own, which would print as a traceback."""
+    while error is not None and not isinstance(error, ExpectedFailure):
+        error = error.__cause__
+    return error
 
 
 def run_command(args: list[str]) -> int:

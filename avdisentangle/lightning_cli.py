@@ -10,14 +10,18 @@ and the report's runs (`evaluation/runs.py`) both call it, so neither imports th
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
 
 import lightning.pytorch as L
+import torch
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from omegaconf.errors import OmegaConfBaseException
 
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.divergence import DivergenceGuard
@@ -26,6 +30,7 @@ from avdisentangle.evaluation.leakage import LeakageProbe
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.prediction import PredictionWriter
 from avdisentangle.strategies import DisentanglementStrategy
+from avdisentangle.wandb_records import WandbRecords
 
 
 class AVLightningCLI(LightningCLI):
@@ -52,6 +57,7 @@ class AVLightningCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
         parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
+        parser.add_lightning_class_args(WandbRecords, "wandb_records")
         # The model is sized from the data: the DataModule prepares its cache and splits once
         # (`ready`), before the model exists, and every link reads from that.
         for attribute, target in (
@@ -63,10 +69,33 @@ class AVLightningCLI(LightningCLI):
         ):
             parser.link_arguments("data", target, compute_fn=data_attribute(attribute), apply_on="instantiate")
 
+    def add_default_arguments_to_parser(self, parser) -> None:
+        super().add_default_arguments_to_parser(parser)
+        parser.add_argument(
+            "--float32_matmul_precision",
+            type=Literal["highest", "high", "medium"],
+            default="high",
+            help="torch.set_float32_matmul_precision on CUDA (TF32 tensor cores from 'high'); ignored on CPU",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        set_matmul_precision(self._get(self.config, "float32_matmul_precision"))
+
+    def parse_arguments(self, parser, args) -> None:
+        with interpolation_errors():
+            super().parse_arguments(parser, args)
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback)."""
         refuse_repeated_strategies(self._get(self.config_init, "trainer", default={}).get("callbacks"))
         return super().instantiate_trainer(**kwargs)
+
+
+def set_matmul_precision(precision: str) -> None:
+    """Float32 matmuls on CUDA at `precision` before any model exists: PyTorch's default ('highest')
+    leaves tensor cores unused. On CPU the setting changes nothing, so it is left alone."""
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision(precision)
 
 
 def refuse_repeated_strategies(callbacks: L.Callback | list[L.Callback] | None) -> None:
@@ -94,6 +123,30 @@ def data_attribute(name: str) -> Callable[[AVDataModule], Any]:
     return lambda datamodule: getattr(datamodule.ready(), name)
 
 
+# `omegaconf+`: `${...}` is resolved once every config file and command-line value is merged, so
+# `${model.emotion_dim}` follows a later file or `--model.emotion_dim` (`omegaconf` resolves each file
+# alone, when it is read). Under a subcommand the merged config is rooted at `fit.`, so absolute paths
+# written in a file are made relative to where they stand as the file is read.
+PARSER_MODE = "omegaconf+"
+
+
+@contextlib.contextmanager
+def interpolation_errors() -> Iterator[None]:
+    """Parse with config interpolation on; a `${key}` that names nothing is a one-line user error."""
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    try:
+        yield
+    except OmegaConfBaseException as error:
+        raise UserError(f"config value {error.full_key}: {str(error).splitlines()[0]}") from None
+
+
+def file_callbacks(path: str | Path) -> list[dict[str, Any]]:
+    """The callbacks a config file appends (`trainer.callbacks+`) or sets (`trainer.callbacks`), as written."""
+    trainer = (yaml.safe_load(Path(path).read_text()) or {}).get("trainer") or {}
+    callbacks = trainer.get("callbacks+", trainer.get("callbacks")) or []
+    return callbacks if isinstance(callbacks, list) else [callbacks]
+
+
 def run_lightning(args: list[str]) -> AVLightningCLI:
     """Run one Lightning command (`fit ...`, `test ...`) from a list of arguments, in this process."""
     with warnings.catch_warnings():
@@ -107,6 +160,7 @@ def run_lightning(args: list[str]) -> AVLightningCLI:
             save_config_callback=LoggedConfig,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
+            parser_kwargs={"parser_mode": PARSER_MODE},  # the subcommands' parsers inherit it
         )
 
 
@@ -117,8 +171,11 @@ FIT_CONFIG_KEYS = (
     "last_checkpoint",
     "prediction_writer",
     "leakage_probe",
+    "wandb_records",
     "ckpt_path",
+    "weights_only",
     "seed_everything",
+    "float32_matmul_precision",
 )
 
 
@@ -128,13 +185,27 @@ def data_from_args(args: list[str], prog: str = "avdisentangle prepare") -> AVDa
     return parser.instantiate_classes(parser.parse_args(args)).data
 
 
+class DataParser(ArgumentParser):
+    """Reads fit configs as `fit` does: interpolation on, a missing `${key}` a one-line error."""
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> Namespace:
+        with interpolation_errors():
+            return super().parse_args(*args, **kwargs)
+
+
+def fit_section(value: Any) -> Any:
+    """A fit-only section, kept as a Namespace so that files merge into it key by key, as in `fit`:
+    a `${model.emotion_dim}` in one file may name a key that only an earlier file sets."""
+    return Namespace(value) if isinstance(value, dict) else value
+
+
 def data_parser(prog: str, description: str, own: tuple[str, ...] = ()) -> ArgumentParser:
     """A parser for the `--data.*` arguments that also accepts a full `fit` config file
     (its other sections are ignored, except the keys in `own`, which the caller adds)."""
-    parser = ArgumentParser(prog=prog, description=description)
+    parser = DataParser(prog=prog, description=description, parser_mode=PARSER_MODE)
     parser.add_argument("--config", action=ActionConfigFile, help="a fit config (YAML); only its data section is used")
     parser.add_class_arguments(AVDataModule, "data")
     for ignored in FIT_CONFIG_KEYS:
         if ignored not in own:
-            parser.add_argument(f"--{ignored}", type=Any, default=None, help="ignored here (part of fit configs)")
+            parser.add_argument(f"--{ignored}", type=fit_section, default=None, help="ignored here (a fit setting)")
     return parser

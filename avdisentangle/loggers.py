@@ -29,11 +29,19 @@ def wandb_logged_in() -> bool:
     return auth is not None
 
 
+def wandb_offline() -> bool:
+    """Whether a W&B run should be offline: as `WANDB_MODE` says, else unless the user is logged in."""
+    mode = os.environ.get("WANDB_MODE")
+    return mode in ("offline", "dryrun") if mode else not wandb_logged_in()
+
+
 class AutoWandbLogger(WandbLogger):
     """`WandbLogger` that runs offline unless the user is logged in or `WANDB_MODE=online`.
 
     Offline runs land in `<save_dir>/wandb/offline-run-*` and can be uploaded later with
-    `wandb sync`; a machine without network never crashes a training run.
+    `wandb sync <save_dir>/wandb/offline-run-*`; a machine without network never crashes a training
+    run. `log_model` is Lightning's upload of every checkpoint, online only; the `wandb_records`
+    callback (`avdisentangle/wandb_records.py`) logs the best and last ones, offline too.
     """
 
     def __init__(
@@ -46,9 +54,15 @@ class AutoWandbLogger(WandbLogger):
         **kwargs,
     ):
         if offline is None:
-            mode = os.environ.get("WANDB_MODE")
-            offline = mode in ("offline", "dryrun") if mode else not wandb_logged_in()
+            offline = wandb_offline()
         os.makedirs(save_dir, exist_ok=True)
+        if offline:
+            # W&B stages offline artifacts (the checkpoints) in $WANDB_DATA_DIR, by default a folder in the home
+            # directory; keep them beside the offline runs that `wandb sync` uploads them with.
+            os.environ.setdefault("WANDB_DATA_DIR", os.path.join(save_dir, "wandb", "staging"))
+            # Said to wandb.init itself: Lightning sets WANDB_MODE only later, after asking W&B for credentials
+            # (wandb_logged_in) has fixed W&B's settings, so an offline run would still try to log in.
+            kwargs["mode"] = "offline"
         super().__init__(
             project=project,
             save_dir=save_dir,

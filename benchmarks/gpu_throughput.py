@@ -4,12 +4,14 @@ Lightning Trainer, at 32-bit, `bf16-mixed` and `16-mixed` precision, with the GP
     python benchmarks/gpu_throughput.py                      # needs a CUDA GPU; says so and exits 0 without
     python benchmarks/gpu_throughput.py --source-cache DIR   # tile an existing cache instead of preparing one
     python benchmarks/gpu_throughput.py --accelerator cpu --clips 200 --precisions 32-true   # smoke run
+    python benchmarks/gpu_throughput.py --model-config experiments/configs/model/resnet.yaml  # the ResNet-18 encoders
 
 The CREMA-D-sized cache tiles the rows of a small real cache (the default built-in corpus unless
 `--source-cache` names one) until the train split holds about 7,442 clips, CREMA-D's size; the
 epoch time printed is scaled to exactly 7,442. Each precision runs a warm-up epoch (cuDNN autotuning,
 allocator growth), then `--epochs` timed ones (the median is printed); the first precision listed
-(32-bit by default) is the baseline that the others' speed ratios divide by.
+(32-bit by default) is the baseline that the others' speed ratios divide by. `--model-config` takes
+the `model:` section of a config file (the encoders, widths) so the wider model is timed the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import numpy as np
 import torch
+import yaml
 
 from avdisentangle.data.cache import FeatureCache
 from avdisentangle.data.corpora.cremad import CLIP_COUNT as CREMAD_CLIPS
@@ -104,10 +107,21 @@ class EpochClock(L.Callback):
             self._sampler.join()
 
 
-def time_epochs(datamodule: AVDataModule, accelerator: str, precision: str, epochs: int) -> tuple[float, float]:
-    """(median seconds of `epochs` timed epochs, mean GPU utilisation % during them) after a warm-up epoch."""
+def model_options(config: Path | None) -> dict:
+    """The `model:` section of a config file (nothing: the default model)."""
+    return {} if config is None else yaml.safe_load(config.read_text()).get("model") or {}
+
+
+def build_model(datamodule: AVDataModule, options: dict) -> MultitaskAVModule:
+    """The model every precision starts from: sized from the data, same seed, same options."""
     torch.manual_seed(0)
-    model = MultitaskAVModule.for_data(datamodule)
+    return MultitaskAVModule.for_data(datamodule, **options)
+
+
+def time_epochs(
+    model: MultitaskAVModule, datamodule: AVDataModule, accelerator: str, precision: str, epochs: int
+) -> tuple[float, float]:
+    """(median seconds of `epochs` timed epochs, mean GPU utilisation % during them) after a warm-up epoch."""
     clock = EpochClock()
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, precision=precision, max_epochs=1 + epochs,
@@ -129,6 +143,8 @@ def main() -> None:
     parser.add_argument("--loader-workers", type=int, default=0)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per precision (the median is printed)")
+    parser.add_argument("--model-config", type=Path, default=None,
+                        help="a config whose model: section to time, e.g. experiments/configs/model/resnet.yaml")
     args = parser.parse_args()
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         print("GPU benchmark skipped: no CUDA GPU here (see benchmarks/RESULTS.md for figures from an H100)")
@@ -148,6 +164,9 @@ def main() -> None:
         print(f"{device} | torch {torch.__version__} | lightning {L.__version__} | CUDA {torch.version.cuda} | "
               f"cuDNN {torch.backends.cudnn.version()} | Python {platform.python_version()}")
         print(f"cache: {clips} clips tiled from {source}; loader_workers={args.loader_workers}")
+        options = model_options(args.model_config)
+        size = sum(p.numel() for p in build_model(AVDataModule.from_cache(tiled), options).parameters())
+        print(f"model: {args.model_config or 'default'}, {size / 1e6:.2f} M parameters")
         print(f"{'batch':>5} {'precision':<12} {'clips/s':>9} {'epoch s':>8} {'vs 32':>6} {'GPU util %':>10}")
         for batch_size in args.batch_sizes:
             datamodule = AVDataModule.from_cache(tiled, batch_size=batch_size, num_workers=args.loader_workers,
@@ -156,7 +175,8 @@ def main() -> None:
             train_clips = len(datamodule.splits["train"])
             baseline = None
             for precision in args.precisions:
-                seconds, utilisation = time_epochs(datamodule, args.accelerator, precision, args.epochs)
+                model = build_model(datamodule, options)
+                seconds, utilisation = time_epochs(model, datamodule, args.accelerator, precision, args.epochs)
                 baseline = baseline or seconds
                 epoch_seconds = seconds * args.clips / train_clips
                 print(f"{batch_size:>5} {precision:<12} {train_clips / seconds:>9.0f} {epoch_seconds:>8.2f} "

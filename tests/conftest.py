@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Offline W&B runs that name no folder (the report's) and staged artifacts stay out of the repository and home.
+_WANDB_SCRATCH = tempfile.mkdtemp(prefix="avdisentangle-tests-wandb-")
+os.environ.setdefault("WANDB_DIR", _WANDB_SCRATCH)
+os.environ.setdefault("WANDB_DATA_DIR", os.path.join(_WANDB_SCRATCH, "staging"))
 
 from avdisentangle.data.features import FeatureConfig  # noqa: E402
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus  # noqa: E402

@@ -43,5 +43,13 @@ def test_tiled_cache_repeats_rows_as_new_speakers_and_trains(tiny_corpus, tmp_pa
     assert np.array_equal(datamodule.cache.video[clips:], source.cache.video)
     assert np.array_equal(datamodule.cache.audio[:clips], source.cache.audio)
 
-    seconds, utilisation = gpu.time_epochs(datamodule, accelerator="cpu", precision="32-true", epochs=1)
+    seconds, utilisation = gpu.time_epochs(gpu.build_model(datamodule, {}), datamodule, "cpu", "32-true", epochs=1)
     assert seconds > 0 and np.isnan(utilisation)  # no GPU to sample
+
+    options = gpu.model_options(REPO / "experiments/configs/model/resnet.yaml")  # the wider model, timed alike
+    for encoder in ("audio_encoder", "video_encoder"):
+        options[encoder]["init_args"]["base_width"] = 4
+    wide = gpu.build_model(datamodule, {**options, "hidden_dim": 16})
+    assert [type(e).__name__ for e in wide.encoders.values()] == ["ResNetAudioEncoder", "ResNetVideoEncoder"]
+    seconds, _ = gpu.time_epochs(wide, datamodule, "cpu", "bf16-mixed", epochs=1)
+    assert seconds > 0

@@ -38,6 +38,7 @@ def last_line(text: str) -> str:
         (["fit", "--data.batch_size=0"], "batch_size must be at least 1, got 0"),
         (["prepare", "--data.features.window_s=0"], "need 0 < min_duration_s <= window_s"),
         (["prepare", "--data.corpus=cremad", "--data.root=ROOT/nowhere"], "cremad root does not exist"),
+        (["fit", "--data.corpus=cremad", "--data.root=ROOT/nowhere"], "cremad root does not exist"),
         (["prepare", "--data.corpus=cremad", "--data.root=ROOT/a_file"], "cremad root is not a folder"),
         (["prepare", "--data.corpus=cremad", "--data.root=ROOT"], "has no AudioWAV or VideoFlash folder"),
         (["prepare", "--data.corpus=manifest", "--data.root=ROOT/no_emotion.csv"], "lacks column(s) emotion"),

@@ -24,6 +24,7 @@ from avdisentangle.evaluation.leakage import (
     tradeoff,
 )
 from avdisentangle.evaluation.probe import Embeddings, probe_accuracy
+from avdisentangle.models import MultitaskAVModule
 
 NUM_SPEAKERS, CLIPS, NUM_EMOTIONS = 8, 40, 6
 
@@ -86,11 +87,14 @@ def test_tradeoff_is_uar_minus_leakage_above_the_floor():
 
 
 class Passthrough(torch.nn.Module):
-    """A 'model' whose z_emotion is the batch's constructed embedding (its emotion part is the logits)."""
+    """A 'model' whose z_emotion is the batch's constructed embedding (its emotion part is the logits),
+    read through the real module's `predict_step`."""
+
+    predict_step = MultitaskAVModule.predict_step
 
     def __init__(self):
         super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(()))  # extract_embeddings reads the device from a parameter
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # the extraction reads the device from a parameter
 
     def forward(self, batch):
         return {"z_emotion": batch["z"], "z_identity": batch["z"], "emotion_logits": batch["z"][:, :NUM_EMOTIONS]}
@@ -120,7 +124,10 @@ def test_callback_logs_leakage_floor_and_the_documented_tradeoff(tmp_path, capsy
         loggers=[logger],
         global_step=7,
     )
-    LeakageProbe(summary_file=str(tmp_path / "summary.json")).on_fit_end(trainer, Passthrough())
+    spy = mock.patch.object(Passthrough, "predict_step", autospec=True, side_effect=MultitaskAVModule.predict_step)
+    with spy as predict_step:
+        LeakageProbe(summary_file=str(tmp_path / "summary.json")).on_fit_end(trainer, Passthrough())
+    assert predict_step.call_count == len(batches(train)) + len(batches(val))  # embeddings as `predict` makes them
     summary = json.loads((tmp_path / "summary.json").read_text())
     expected = speaker_leakage(train, val)
     assert summary[SPEAKER_FROM_EMOTION] == pytest.approx(expected.speaker_from_emotion)

@@ -186,3 +186,14 @@ def test_cosine_schedule_spans_all_steps_and_unbounded_runs_keep_lr() -> None:
 
     net.trainer = helpers.trainer(max_epochs=-1)
     assert isinstance(net.configure_optimizers(), torch.optim.AdamW)
+
+
+def test_metric_updates_never_wait_for_the_device(monkeypatch) -> None:
+    """torchmetrics' multiclass updates call `torch.unique` (argument validation) and `torch.bincount`, each a host
+    sync on a GPU (the overhead that bound the small model's GPU steps); a training epoch must call neither."""
+    calls = []
+    for name in ("unique", "bincount"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    helpers.trainer(max_epochs=1).fit(helpers.model(), datamodule=helpers.TinyAVData())
+    assert calls == []

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 
+from avdisentangle.lightning_cli import file_callbacks
 from avdisentangle.strategies import (
     STRATEGIES,
     ConfusionStrategy,
@@ -34,7 +34,7 @@ def test_registry_holds_the_strategy_each_config_file_names() -> None:
     strategy has a config file ("none" configures no callback)."""
     named = {}
     for path in STRATEGY_CONFIGS.glob("*.yaml"):
-        callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+        callbacks = file_callbacks(path)
         named[path.stem] = callbacks[0]["class_path"] if callbacks else None
     registered = {name: cls and f"avdisentangle.strategies.{cls.__name__}" for name, cls in STRATEGIES.items()}
     assert named == registered

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning.pytorch as L
 import pytest
 import torch
+from lightning.pytorch.plugins import MixedPrecision
 
 from avdisentangle.models import MultitaskAVModule
 from avdisentangle.strategies import ConfusionStrategy, GradientReversalStrategy, HSICStrategy, OrthogonalStrategy
@@ -109,13 +112,42 @@ def test_checkpoint_with_strategy_modules_reloads(tmp_path) -> None:
         assert torch.allclose(backbone(batch)["z_emotion"], net(batch)["z_emotion"], atol=1e-6)
 
 
+class WhereTrainingRuns(L.Callback):
+    """Records the devices of the model's and the strategies' parameters at the first training step:
+    after `fit` returns, Lightning has moved the model back to the CPU."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.model_devices = {p.device.type for p in pl_module.parameters()}
+            self.strategy_devices = {p.device.type for p in pl_module.strategy_modules.parameters()}
+            self.batch_devices = {value.device.type for value in batch.values()}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_all_strategies_train_together_on_gpu_in_mixed_precision() -> None:
     L.seed_everything(0)
     net = model(fusion="attention", emotion_class_weights=[1.0, 2.0, 1.0])
-    callbacks = [GradientReversalStrategy(), ConfusionStrategy(), OrthogonalStrategy(), HSICStrategy()]
+    where = WhereTrainingRuns()
+    callbacks = [GradientReversalStrategy(), ConfusionStrategy(), OrthogonalStrategy(), HSICStrategy(), where]
     fit = trainer(callbacks, accelerator="gpu", devices=1, precision="16-mixed")
-    fit.fit(net, datamodule=TinyAVData())
-    assert all(p.device.type == "cuda" for p in net.strategy_modules.parameters())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        fit.fit(net, datamodule=TinyAVData())
+    assert where.model_devices == where.strategy_devices == where.batch_devices == {"cuda"}
     assert all(torch.isfinite(v) for k, v in fit.callback_metrics.items() if k.startswith(("train/", "val/")))
+
+
+def test_steps_the_gradient_scaler_skips_do_not_advance_the_schedule() -> None:
+    """Under 16-mixed the GradScaler skips the steps whose gradients overflow while it calibrates; the cosine
+    schedule must count only the steps that ran (and torch must not warn about the order of the two)."""
+    L.seed_everything(0)
+    net = model()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24)  # high enough that the first steps overflow in float16
+    fit = trainer(plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], max_epochs=3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        fit.fit(net, datamodule=TinyAVData())
+    optimizer_steps = int(next(iter(fit.optimizers[0].state.values()))["step"])
+    assert 0 < optimizer_steps < fit.global_step  # some steps were skipped, some ran
+    assert fit.lr_scheduler_configs[0].scheduler.last_epoch == optimizer_steps

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from avdisentangle.cli import main
-from avdisentangle.lightning_cli import run_lightning
+from avdisentangle.lightning_cli import file_callbacks, run_lightning
 from avdisentangle.models.multitask import MultitaskAVModule
 from avdisentangle.sweep import args_macro, expand_command, load_sweep_config
 from avdisentangle.sweep_results import Trial, ran_params, sweeps, write_sweep_results
@@ -65,8 +65,8 @@ def callback_classes(config: dict[str, Any]) -> list[str]:
 
 def landed(parsed: dict[str, Any], name: str, value: Any) -> tuple[Any, Any]:
     """(what the parsed config holds, what the sweep parameter asked for)."""
-    if name == "config":  # a strategy file: its callbacks replace the base config's
-        return callback_classes(parsed), callback_classes(yaml.safe_load((REPO / value).read_text()))
+    if name == "config":  # a strategy file: its callbacks join the base config's (none)
+        return callback_classes(parsed), [callback["class_path"] for callback in file_callbacks(REPO / value)]
     if name.startswith("trainer.callbacks."):  # the init args of the (last) strategy callback
         return parsed["trainer"]["callbacks"][-1]["init_args"][name.rsplit(".", 1)[1]], value
     return functools.reduce(lambda node, key: node[key], name.split("."), parsed), value

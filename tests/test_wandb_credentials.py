@@ -4,13 +4,16 @@ one online."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 from wandb.sdk import wandb_setup
 
 from avdisentangle.errors import UserError
-from avdisentangle.loggers import wandb_logged_in
+from avdisentangle.loggers import wandb_logged_in, wandb_offline
 
 KEY = "0123456789abcdef0123456789abcdef01234567"  # the shape of a W&B API key: 40 characters
 
@@ -61,3 +64,28 @@ def test_a_malformed_key_is_a_user_error_not_a_silent_online_run(no_credentials,
     monkeypatch.setenv("WANDB_API_KEY", "too-short")
     with pytest.raises(UserError, match="WANDB_API_KEY invalid"):
         wandb_logged_in()
+
+
+def test_wandb_mode_decides_before_credentials(no_credentials, monkeypatch):
+    """Fits and the report share this choice: offline when logged out, unless WANDB_MODE says otherwise."""
+    assert wandb_offline()
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert not wandb_offline()
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_offline()
+
+
+def test_a_logged_out_machine_without_wandb_mode_trains_offline(tmp_path):
+    """Asking W&B for credentials fixes its settings for the process; the logger must still start its run offline
+    rather than ask wandb.init to log in (which fails without a key)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WANDB_")}
+    env.update(NETRC=str(tmp_path / "netrc"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_SILENT="true")
+    env["WANDB_DATA_DIR"] = str(tmp_path / "staging")
+    code = (
+        "import wandb; from avdisentangle.loggers import AutoWandbLogger; "
+        "logger = AutoWandbLogger(save_dir='logs'); logger.log_metrics({'x': 1.0}); wandb.finish()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list((tmp_path / "logs" / "wandb").glob("offline-run-*"))

@@ -20,9 +20,11 @@ from avdisentangle.data.cache import FeatureCache, PrepareSummary, cache_dir_for
 from avdisentangle.data.corpora import CORPORA, read_corpus
 from avdisentangle.data.corpora.loose import read_loose_files
 from avdisentangle.data.corpora.manifest import locate_manifest
+from avdisentangle.data.cross_corpus import UNKNOWN_SPEAKER, CheckpointLabelSpace
 from avdisentangle.data.dataset import CachedClips, evaluation_sampler, keep_batch
 from avdisentangle.data.extraction import extract_in_memory
 from avdisentangle.data.features import FeatureConfig
+from avdisentangle.data.protocols import corpus_folds, protocol_for
 from avdisentangle.data.records import CorpusError, CorpusListing, require_root
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
@@ -46,7 +48,7 @@ class AVDataModule(L.LightningDataModule):
         synthetic: the built-in corpus' size and speaker-emotion entanglement.
         vocal_channels: RAVDESS only: speech and/or song.
         split: closed_set (every speaker in train/val/test), speaker_independent (whole speakers
-            held out) or speaker_folds (k-fold cross-validation over speakers).
+            held out), speaker_folds (k-fold over speakers) or protocol_folds (the published folds).
         val_fraction, test_fraction: share of clips (or of speakers, speaker-independent and, for
             val only, speaker_folds, whose test share is 1/num_folds).
         num_folds: speaker_folds only: how many folds the speakers are dealt into (2 to the number
@@ -62,6 +64,8 @@ class AVDataModule(L.LightningDataModule):
         predict_paths: files or folders to predict on instead (unlabelled clips: a video with a
             same-named .wav beside it, or a video alone with its own audio track).
         progress: show the preprocessing progress bar.
+        label_space_from: a checkpoint to test on this corpus in its emotion classes (cross-corpus;
+            data/cross_corpus.py): unshared emotions are excluded and counted; not for fit.
     """
 
     def __init__(
@@ -84,13 +88,14 @@ class AVDataModule(L.LightningDataModule):
         predict_split: str = "test",
         predict_paths: list[str] | None = None,
         progress: bool = True,
+        label_space_from: str | None = None,
     ):
         super().__init__()
         if corpus not in CORPORA:
             raise UserError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
         if split not in SPLIT_KINDS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_KINDS)}")
-        check_folds(num_folds, fold)
+        check_folds(protocol_for(corpus).num_folds if split == "protocol_folds" else num_folds, fold)
         for name, value, least in (
             ("batch_size", batch_size, 1),
             ("prepare_workers", prepare_workers, 0),
@@ -119,6 +124,7 @@ class AVDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.predict_paths = predict_paths
         self.progress = progress
+        self.label_space_from = label_space_from
         self.cache: FeatureCache | None = None
         self.prepared_cache: Path | None = None  # set by `from_cache`
         self.splits: dict[str, np.ndarray] = {}
@@ -126,11 +132,10 @@ class AVDataModule(L.LightningDataModule):
     # ---- preparation: prepare_data writes to disk, setup assigns state ------------------------
     def corpus_root(self) -> Path:
         """The folder (or manifest CSV) to read; the synthetic corpus is generated there on first use."""
-        if self.corpus == "synthetic" and self.root is None:
-            root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
-            return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.prepare_workers)
         if self.corpus == "synthetic":
-            return generate_corpus(Path(self.root), self.synthetic, progress=self.progress, workers=self.prepare_workers)
+            default_root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
+            root = default_root if self.root is None else Path(self.root)
+            return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.prepare_workers)
         if self.corpus == "manifest":
             return locate_manifest(self.root)  # the CSV itself, or the manifest.csv in a folder
         return require_root(self.root, self.corpus)
@@ -175,6 +180,8 @@ class AVDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Open the prepared cache and derive label ids and splits (once)."""
+        if stage == "fit" and self.label_space_from is not None:
+            raise UserError("data.label_space_from tests a checkpoint on another corpus (test, validate), not fit")
         if self.cache is not None:
             return
         cache = FeatureCache.open(self.cache_location())
@@ -183,6 +190,13 @@ class AVDataModule(L.LightningDataModule):
         self.emotion_names, self.speaker_names = cache.emotion_names, cache.speaker_names
         self.emotion_ids = np.searchsorted(self.emotion_names, cache.column("emotion")).astype(np.int64)
         self.speaker_ids = np.searchsorted(self.speaker_names, cache.column("speaker")).astype(np.int64)
+        if self.label_space_from is not None:
+            space = CheckpointLabelSpace.load(self.label_space_from, self.features)
+            self.emotion_names, self.speaker_names = space.emotion_names, space.speaker_names
+            self.emotion_ids, self.excluded_emotions = space.emotion_ids(self.corpus, cache.column("emotion"))
+            self.speaker_ids = np.full(len(cache.clips), UNKNOWN_SPEAKER, dtype=np.int64)
+            self.splits, self.cache = space.splits(self.emotion_ids), cache
+            return
         self.splits = make_splits(
             cache.column("speaker"),
             cache.column("emotion"),
@@ -192,6 +206,7 @@ class AVDataModule(L.LightningDataModule):
             self.seed,
             num_folds=self.num_folds,
             fold=self.fold,
+            fold_of=corpus_folds(self.corpus, cache) if self.split == "protocol_folds" else None,
         )
         self.splits["all"] = np.arange(len(cache.clips))
         self.cache = cache
@@ -231,12 +246,12 @@ class AVDataModule(L.LightningDataModule):
         return self.features.video_channels
 
     @property
-    def emotion_class_weights(self) -> list[float]:
-        """Inverse emotion frequency on the train split, scaled to mean 1 (for weighted CE)."""
+    def emotion_class_weights(self) -> list[float] | None:
+        """Inverse emotion frequency on the train split, scaled to mean 1 (for weighted CE); None without one."""
         self.require_setup()
         counts = np.bincount(self.emotion_ids[self.splits["train"]], minlength=len(self.emotion_names)).astype(float)
         weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-        return (weights * len(weights) / weights.sum()).round(6).tolist()
+        return (weights * len(weights) / weights.sum()).round(6).tolist() if counts.any() else None
 
     # ---- loaders -----------------------------------------------------------------------------
     def dataset(self, split: str) -> CachedClips:

@@ -135,6 +135,17 @@ def log_mel(segment: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float16)
 
 
+def warm_up_audio_features() -> None:
+    """Compile librosa's numba kernels into numba's on-disk cache once (`make setup` calls this).
+
+    With the cache empty, as in a fresh environment, every `prepare` worker spends 15-60 s compiling the
+    STFT's kernels before its first clip; with it filled, loading them takes about a second
+    (benchmarks/first_run.py). The input has the dtype real clips have, so the same specialisation is cached.
+    """
+    config = FeatureConfig()
+    log_mel(np.zeros(config.window_samples, dtype=np.float32), config)
+
+
 def crop_faces(
     frames: list[np.ndarray], config: FeatureConfig, detector: cv2.CascadeClassifier
 ) -> tuple[np.ndarray, bool]:

@@ -8,6 +8,9 @@ by emotion as well as by speaker with exact proportions.
 into `num_folds` folds; fold `fold` is the test set, val speakers come from the other folds (the next
 fold's first), the rest train. Over fold = 0..k-1 every speaker is tested exactly once, so a
 speaker-independent result is averaged over all people rather than one draw of test speakers.
+`protocol_folds`: the same, with the folds of the corpus's published protocol (`protocols.py`: from
+the actor ids alone, not the seed), so results compare with papers; val speakers are picked from the
+training folds evenly spaced in id order, so the whole split is fixed by the corpus.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from avdisentangle.errors import UserError
 
-SPLIT_KINDS = ("closed_set", "speaker_independent", "speaker_folds")
+SPLIT_KINDS = ("closed_set", "speaker_independent", "speaker_folds", "protocol_folds")
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -32,9 +35,11 @@ def make_splits(
     *,
     num_folds: int = 4,
     fold: int = 0,
+    fold_of: dict[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Sorted index arrays per split name; raises ValueError when the data cannot be split so.
-    `num_folds` and `fold` apply to `speaker_folds` only, where they replace `test_fraction`."""
+    `num_folds` and `fold` apply to `speaker_folds` only, where they replace `test_fraction`;
+    `protocol_folds` takes `fold` and the protocol's {actor: fold} (`fold_of`) instead."""
     if kind not in SPLIT_KINDS:
         raise UserError(f"split must be one of {SPLIT_KINDS}, got {kind!r}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -44,6 +49,8 @@ def make_splits(
         return closed_set_split(speakers, emotions, val_fraction, test_fraction, rng)
     if kind == "speaker_folds":
         return speaker_folds_split(speakers, val_fraction, num_folds, fold, rng)
+    if kind == "protocol_folds":
+        return protocol_folds_split(speakers, val_fraction, fold_of, fold)
     return speaker_independent_split(speakers, val_fraction, test_fraction, rng)
 
 
@@ -124,6 +131,27 @@ def speaker_folds_split(speakers, val_fraction, num_folds, fold, rng) -> dict[st
     n_val = min(max(1, round(val_fraction * len(unique))), len(rest) - 1)
     held = {"test": folds[fold], "val": rest[:n_val], "train": rest[n_val:]}
     return {name: np.flatnonzero(np.isin(speakers, held[name])) for name in SPLIT_NAMES}
+
+
+def protocol_folds_split(speakers, val_fraction, fold_of: dict[str, int], fold: int) -> dict[str, np.ndarray]:
+    """Test: the actors of fold `fold`; val: round(val_fraction x actors) of the other folds' actors,
+    evenly spaced in id order (so spread over the training folds); the rest train. No seed."""
+    check_folds(max(fold_of.values()) + 1, fold)
+    actors = sorted(fold_of)
+    rest = [actor for actor in actors if fold_of[actor] != fold]
+    if len(rest) < 2:
+        raise UserError(f"protocol folds: {len(actors)} actors in folds leave no actor to train on")
+    n_val = min(max(1, round(val_fraction * len(actors))), len(rest) - 1)
+    val = [rest[i] for i in np.arange(n_val) * len(rest) // n_val]
+    held = {
+        "test": [actor for actor in actors if fold_of[actor] == fold],
+        "val": val,
+        "train": [actor for actor in rest if actor not in val],
+    }
+    splits = {name: np.flatnonzero(np.isin(speakers, held[name])) for name in SPLIT_NAMES}
+    if not len(splits["test"]):
+        raise UserError(f"protocol folds: no clip of fold {fold}'s actors ({', '.join(held['test'])}) was kept")
+    return splits
 
 
 def within_speaker_holdout(

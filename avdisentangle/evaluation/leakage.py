@@ -23,7 +23,7 @@ import numpy as np
 
 from avdisentangle.data.splits import within_speaker_holdout
 from avdisentangle.evaluation.metrics import emotion_label_floor
-from avdisentangle.evaluation.probe import Embeddings, extract_embeddings, probe_accuracy
+from avdisentangle.evaluation.probe import Embeddings, extract_embeddings_in_fit, probe_accuracy
 
 SPEAKER_FROM_EMOTION = "leakage/speaker_from_emotion"
 FLOOR = "leakage/floor"
@@ -86,8 +86,8 @@ class LeakageProbe(L.Callback):
         if not self.enabled or trainer.datamodule is None or not trainer.is_global_zero:
             return
         datamodule = trainer.datamodule
-        train = extract_embeddings(pl_module, datamodule.loader("train"))
-        val = extract_embeddings(pl_module, datamodule.loader("val"))
+        train = extract_embeddings_in_fit(pl_module, datamodule.loader("train"))
+        val = extract_embeddings_in_fit(pl_module, datamodule.loader("val"))
         leakage = speaker_leakage(train, val)
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1}
         logged = {

@@ -8,11 +8,14 @@ identity only from a linear reader.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
+import lightning.pytorch as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -39,24 +42,72 @@ class Embeddings:
     emotion_pred: np.ndarray
 
 
+def embedding_rows(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """One batch's rows: what `predict_step` returned (the one definition of the embeddings) and the batch's labels."""
+    return {
+        "z_emotion": outputs["z_emotion"].numpy(),
+        "z_identity": outputs["z_identity"].numpy(),
+        "emotion_pred": outputs["emotion_probs"].argmax(dim=1).numpy(),
+        "index": outputs["index"].numpy(),
+        "emotion": batch["emotion"].cpu().numpy(),
+        "speaker": batch["speaker"].cpu().numpy(),
+    }
+
+
+def stack_rows(rows: list[dict[str, np.ndarray]]) -> Embeddings:
+    """Every batch's rows as one Embeddings, ordered by clip index."""
+    merged = {key: np.concatenate([part[key] for part in rows]) for key in rows[0]}
+    order = np.argsort(merged["index"], kind="stable")
+    return Embeddings(**{key: values[order] for key, values in merged.items()})
+
+
+class RowCollector(L.Callback):
+    """Keeps each predicted batch's rows with its labels (which `predict_step` does not return)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, np.ndarray]] = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.rows.append(embedding_rows(outputs, batch))
+
+
+def extract_embeddings(model: L.LightningModule, loader: DataLoader, accelerator: str = "cpu") -> Embeddings:
+    """Embeddings of a frozen model over a loader, through Lightning's predict (a quiet, one-device Trainer)."""
+    collector = RowCollector()
+    starting = logging.getLogger(rank_zero.__name__)  # a Trainer's start-up lines (devices, a logger tip), each time
+    level = starting.level
+    starting.setLevel(logging.WARNING)
+    try:
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            callbacks=[collector],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    finally:
+        starting.setLevel(level)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec")  # torch's pytree deprecation, inside Lightning
+        trainer.predict(model, loader, return_predictions=False)
+    return stack_rows(collector.rows)
+
+
 @torch.no_grad()
-def extract_embeddings(model: torch.nn.Module, loader: DataLoader) -> Embeddings:
-    """Run the frozen model over a loader (in eval mode, on the model's device)."""
+def extract_embeddings_in_fit(model: L.LightningModule, loader: DataLoader) -> Embeddings:
+    """The same rows by calling `predict_step` directly (eval mode, on the model's device), for callbacks
+    inside a running fit: another Trainer's predict there would take over (and move) the model being fitted."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    parts: dict[str, list[np.ndarray]] = {
-        key: [] for key in ("z_emotion", "z_identity", "emotion", "speaker", "index", "emotion_pred")
-    }
-    for batch in loader:
-        outputs = model({key: value.to(device) for key, value in batch.items()})
-        for key in ("z_emotion", "z_identity"):
-            parts[key].append(outputs[key].float().cpu().numpy())
-        parts["emotion_pred"].append(outputs["emotion_logits"].argmax(dim=1).cpu().numpy())
-        for key in ("emotion", "speaker", "index"):
-            parts[key].append(batch[key].numpy())
+    rows = [
+        embedding_rows(model.predict_step({key: value.to(device) for key, value in batch.items()}, batch_idx), batch)
+        for batch_idx, batch in enumerate(loader)
+    ]
     model.train(was_training)
-    return Embeddings(**{key: np.concatenate(values) for key, values in parts.items()})
+    return stack_rows(rows)
 
 
 def make_probe(kind: str, seed: int):

@@ -8,6 +8,10 @@ emotions entangled at 0.8) it runs, through the ordinary Lightning CLI `fit`:
   speakers held out.
 Runs are independent, so `--jobs` of them run side by side (worker processes sharing the cores,
 or one GPU). Then paired differences against `none`, intervals, the frontier, and the verdict.
+
+`--protocol speaker_folds` runs instead every fold of the corpus's published speaker-independent
+protocol (`data/protocols.py`: CREMA-D 5 folds, RAVDESS 6) for each strategy, and writes what papers
+report: emotion WA, UA and macro-F1 as mean ± std over folds, and the pooled confusion matrix.
 """
 
 from __future__ import annotations
@@ -18,15 +22,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import yaml
 from jsonargparse import ArgumentParser
 
+from avdisentangle.data.cache import FeatureCache
+from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.data.protocols import FoldProtocol, corpus_folds, folds_text, protocol_for
 from avdisentangle.evaluation import analysis
+from avdisentangle.evaluation.protocol_outputs import write_protocol_results
 from avdisentangle.evaluation.report_outputs import write_results
 from avdisentangle.evaluation.runs import RunOutcome, RunSpec, fit_and_evaluate
-from avdisentangle.lightning_cli import data_from_args
+from avdisentangle.lightning_cli import data_from_args, file_callbacks
 from avdisentangle.workers import exit_with_parent
 
 
@@ -50,7 +59,7 @@ def discover_strategies(config_dir: Path) -> list[str]:
 
 def default_strength(strategy_config: Path) -> float | None:
     """The `weight` the strategy file gives its callback (None for `none`)."""
-    callbacks = (yaml.safe_load(strategy_config.read_text()) or {}).get("trainer", {}).get("callbacks") or []
+    callbacks = file_callbacks(strategy_config)
     return next((float(c["init_args"]["weight"]) for c in callbacks if "weight" in c.get("init_args", {})), None)
 
 
@@ -85,6 +94,25 @@ def plan_runs(strategies, config_dir: Path, sweep_dir: Path, profile: Profile, s
     return specs
 
 
+def write_protocol_folds(datamodule: AVDataModule, path: Path) -> FoldProtocol:
+    """The corpus's protocol, with its folds over the actors this corpus has written to `path` (citable)."""
+    protocol = protocol_for(datamodule.corpus)
+    fold_of = corpus_folds(datamodule.corpus, FeatureCache.open(datamodule.cache_location()))
+    path.write_text(folds_text(protocol, fold_of, f"the {datamodule.corpus} corpus at {datamodule.corpus_root()}"))
+    print(f"{protocol.title} protocol: {protocol.num_folds} folds of {len(fold_of)} actors, written to {path}")
+    return protocol
+
+
+def protocol_runs(strategies: list[str], config_dir: Path, num_folds: int) -> list[RunSpec]:
+    """Every strategy at its file's strength on every protocol fold; seed = fold, so strategies pair by fold."""
+    configs = {strategy: str(config_dir / "strategy" / f"{strategy}.yaml") for strategy in strategies}
+    return [
+        RunSpec(strategy, configs[strategy], fold, "protocol", fold=fold, num_folds=num_folds)
+        for strategy in strategies
+        for fold in range(num_folds)
+    ]
+
+
 def execute(specs: list[RunSpec], configs: list[str], out: Path, extra: list[str], jobs: int) -> list[RunOutcome]:
     """Run every spec, `jobs` at a time in worker processes (in this process when jobs is 1)."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -96,6 +124,8 @@ def execute(specs: list[RunSpec], configs: list[str], out: Path, extra: list[str
         left = elapsed / len(outcomes) * (len(specs) - len(outcomes))
         if outcome.spec.split == "unseen":
             what = f"UAR on unseen speakers {row['unseen_speaker_emotion_uar']:.3f}"
+        elif outcome.spec.split == "protocol":
+            what = f"WA {row['emotion_wa']:.3f}, UA {row['emotion_uar']:.3f}, macro-F1 {row['emotion_f1']:.3f}"
         else:
             what = (
                 f"UAR {row['emotion_uar']:.3f}, speaker from z_emotion {row['probe_speaker_from_emotion_mlp']:.3f} "
@@ -123,12 +153,14 @@ def execute(specs: list[RunSpec], configs: list[str], out: Path, extra: list[str
     return sorted(outcomes, key=lambda o: order[o.spec])
 
 
-def prepare_benchmark(configs: list[str], extra: list[str]) -> None:
+def prepare_benchmark(configs: list[str], extra: list[str]) -> AVDataModule:
     """Build the corpus and its feature cache once, before any worker starts."""
     data_args = [*[f"--config={c}" for c in configs], *[a for a in extra if a.startswith("--data.")]]
-    summary = data_from_args(data_args, prog="avdisentangle report").prepare_data()
+    datamodule = data_from_args(data_args, prog="avdisentangle report")
+    summary = datamodule.prepare_data()
     if summary.from_existing_cache:
         print("\n".join(summary.lines()))
+    return datamodule
 
 
 def report_parser() -> ArgumentParser:
@@ -149,10 +181,17 @@ def report_parser() -> ArgumentParser:
         help=f"one of {', '.join(PROFILES)}: adds experiments/configs/report/<profile>.yaml",
     )
     parser.add_argument(
+        "--protocol",
+        type=Literal["default", "speaker_folds"],
+        default="default",
+        help="default: closed set over seeds + speaker folds; speaker_folds: every fold of the corpus's "
+        "published speaker-independent protocol (CREMA-D 5, RAVDESS 6), mean ± std of WA, UA, macro-F1",
+    )
+    parser.add_argument(
         "--strategies",
-        type=list[str] | None,
+        type=list[str] | str | None,
         default=None,
-        help="strategy config names (default: every file in <config_dir>/strategy)",
+        help="strategy config names: none, none,grl or [none,grl] (default: every file in <config_dir>/strategy)",
     )
     parser.add_argument(
         "--seeds", type=int | None, default=None, help="seeds of the closed-set runs (default: the profile's)"
@@ -172,7 +211,12 @@ def report_parser() -> ArgumentParser:
     parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs side by side (worker processes)"
     )
-    parser.add_argument("--name", type=str | None, default=None, help="results/<name>/ (default: the profile)")
+    parser.add_argument(
+        "--name",
+        type=str | None,
+        default=None,
+        help="results/<name>/ (default: the profile; <profile>-<protocol> for a protocol)",
+    )
     parser.add_argument("--output", type=str, default="results")
     parser.add_argument("--config_dir", type=str, default="experiments/configs")
     parser.add_argument("--sweep_dir", type=str, default="experiments/sweeps")
@@ -192,8 +236,14 @@ def checked_choices(parser: ArgumentParser, config) -> tuple[Profile, list[str]]
         profile.folds if config.folds is None else config.folds,
         config.grid or profile.grid,
     )
+    if config.protocol == "speaker_folds":
+        given = [f"--{name}" for name in ("seeds", "folds", "grid") if config[name] is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: not for --protocol speaker_folds, whose corpus protocol fixes the runs")
     available = discover_strategies(Path(config.config_dir))
     strategies = config.strategies or available
+    if isinstance(strategies, str):
+        strategies = [name.strip() for name in strategies.split(",") if name.strip()]
     unknown = sorted(set(strategies) - set(available))
     if unknown:
         parser.error(f"no strategy config for {', '.join(unknown)}; have {', '.join(available)}")
@@ -206,17 +256,27 @@ def report(args: list[str]) -> int:
     profile, strategies = checked_choices(parser, config)
     config_dir = Path(config.config_dir)
     configs = [*config.config, str(config_dir / "report" / f"{config.profile}.yaml")]
-    out = Path(config.output) / (config.name or config.profile)
+    default_name = config.profile if config.protocol == "default" else f"{config.profile}-{config.protocol}"
+    out = Path(config.output) / (config.name or default_name)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    prepare_benchmark(configs, config.fit_args)
-    specs = plan_runs(strategies, config_dir, Path(config.sweep_dir), profile, profile.seeds, profile.folds)
+    datamodule = prepare_benchmark(configs, config.fit_args)
+    if config.protocol == "speaker_folds":
+        protocol = write_protocol_folds(datamodule, out / "folds.csv")
+        specs = protocol_runs(strategies, config_dir, protocol.num_folds)
+    else:
+        specs = plan_runs(strategies, config_dir, Path(config.sweep_dir), profile, profile.seeds, profile.folds)
     print(f"{len(specs)} runs, {config.jobs} at a time", flush=True)
     outcomes = execute(specs, configs, out, config.fit_args, config.jobs)
+    command = "python -m avdisentangle report " + " ".join(args)
+    if config.protocol == "speaker_folds":
+        heading = {"title": protocol.title, "folds_file": out / "folds.csv", "command": command}
+        write_protocol_results(outcomes, out, {**heading, "seconds": time.perf_counter() - started})
+        return 0
     defaults = {s: default_strength(config_dir / "strategy" / f"{s}.yaml") for s in strategies}
     heading = {
         "profile": profile,
-        "command": "python -m avdisentangle report " + " ".join(args),
+        "command": command,
         "seconds": time.perf_counter() - started,
     }
     write_results(outcomes, defaults, out, heading)

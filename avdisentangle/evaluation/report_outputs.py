@@ -40,7 +40,7 @@ def write_results(outcomes: list[RunOutcome], defaults: dict, out: Path, heading
     (out / "summary.md").write_text(text)
     print(text)
     print(f"wrote {out / 'results.csv'}, {out / 'summary.md'} and {len(files)} plots")
-    log_to_wandb(out, rows, files)
+    log_to_wandb(out, rows, files, {"closed_set": closed, "unseen": unseen})
 
 
 def write_plots(
@@ -141,16 +141,40 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def log_to_wandb(out: Path, rows: list[dict], files: dict[str, str]) -> None:
-    """Upload the table and images as one W&B run when the user is logged in."""
-    from avdisentangle.loggers import wandb_logged_in
-
-    if not wandb_logged_in():
-        return
+def log_to_wandb(out: Path, rows: list[dict], files: dict[str, str], summaries: dict[str, dict]) -> None:
+    """The results table, the summary means and the plots as one W&B run, offline unless the user is logged
+    in (as fits are), in $WANDB_DIR else `logs/wandb` beside the fits' runs: one `wandb sync` uploads both."""
     import wandb
 
-    run = wandb.init(project="avdisentangle", job_type="report", name=out.name, dir=str(out))
+    from avdisentangle.loggers import wandb_offline
+
+    folder = os.environ.get("WANDB_DIR") or "logs"
+    os.makedirs(folder, exist_ok=True)
+    mode = "offline" if wandb_offline() else None  # None: WANDB_MODE (online, disabled) decides
     columns = list(tables.RUN_COLUMNS)
-    table = wandb.Table(columns=columns, data=[[tables.cell(row.get(c)) for c in columns] for row in rows])
-    run.log({"results": table, **{name: wandb.Image(str(out / name)) for name in files.values()}})
-    run.finish()
+    data = [[wandb_cell(row.get(c)) for c in columns] for row in rows]
+    with wandb.init(project="avdisentangle", job_type="report", name=out.name, dir=folder, mode=mode) as run:
+        images = {Path(name).stem: wandb.Image(str(out / name), caption=caption) for caption, name in files.items()}
+        run.log({"results": wandb.Table(columns=columns, data=data), **images})
+        run.summary.update(summary_numbers(summaries))
+        if run.offline:
+            print(f"offline W&B run; upload it with: wandb sync {Path(run.dir).parent}")
+
+
+def wandb_cell(value):
+    """A table cell as W&B types it, one type per column: a blank (NaN, "": a closed-set run's fold) is None."""
+    return None if value is None or value == "" or analysis.is_nan(value) else value
+
+
+def summary_numbers(summaries: dict[str, dict]) -> dict[str, float]:
+    """`{split}/{strategy}[@strength]/{metric}`: the mean of each metric per configuration (its interval
+    is in the results table and frontier.csv)."""
+    numbers = {}
+    for split, summary in summaries.items():
+        for (strategy, strength), metrics in summary.items():
+            label = strategy if strength is None else f"{strategy}@{strength:g}"
+            for metric, value in metrics.items():
+                mean = value if metric == "n" else value.mean
+                if not analysis.is_nan(mean):
+                    numbers[f"{split}/{label}/{metric}"] = mean
+    return numbers

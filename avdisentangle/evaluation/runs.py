@@ -1,7 +1,9 @@
 """One run of the report: fit a strategy through the Lightning CLI, test its best checkpoint, probe it.
 
-A run is either `closed_set` (every speaker in train, val and test: the identity probes need known
-speakers) or `unseen` (one fold of speakers held out: emotion on people the model never saw). Runs
+A run is `closed_set` (every speaker in train, val and test: the identity probes need known
+speakers), `unseen` (one fold of speakers held out: emotion on people the model never saw) or
+`protocol` (one fold of the corpus's published speaker-independent protocol, for comparing with
+papers: emotion WA, UAR and macro-F1 and the test confusion matrix). Runs
 are independent, so the report may execute them in worker processes side by side; everything a
 run returns is plain data (a table row and the arrays the plots and paired statistics need).
 """
@@ -57,6 +59,8 @@ class RunSpec:
             args.append(f"--trainer.callbacks.weight={self.strength}")
         if self.split == "unseen":
             args += ["--data.split=speaker_folds", f"--data.num_folds={self.num_folds}", f"--data.fold={self.fold}"]
+        if self.split == "protocol":
+            args += ["--data.split=protocol_folds", f"--data.fold={self.fold}"]
         return args
 
 
@@ -104,13 +108,14 @@ def fit_and_evaluate(
     cli = run_lightning(fit_command(spec, configs, run_dir, extra))
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     metrics = trainer.test(model, datamodule, ckpt_path="best", verbose=False)[0]
-    test = extract_embeddings(model, datamodule.loader("test"))
+    device = trainer.strategy.root_device.type  # embed where the run trained ("cuda" or "cpu")
+    test = extract_embeddings(model, datamodule.loader("test"), device)
     row = {
         "strategy": spec.strategy,
         "strength": spec.strength if spec.strength is not None else float("nan"),
         "split": spec.split,
         "seed": spec.seed,
-        "fold": spec.fold if spec.split == "unseen" else "",
+        "fold": spec.fold if spec.split != "closed_set" else "",
         "emotion_f1": metrics["test/emotion/f1"],
         "emotion_wa": metrics["test/emotion/wa"],
     }
@@ -122,14 +127,11 @@ def fit_and_evaluate(
             unseen_speaker_emotion_uar_high=uar.high,
         )
     else:
-        row.update(
-            emotion_uar=uar.mean,
-            emotion_uar_low=uar.low,
-            emotion_uar_high=uar.high,
-            speaker_acc=metrics["test/speaker/wa"],
-        )
-        train = extract_embeddings(model, datamodule.loader("train"))
-        val = extract_embeddings(model, datamodule.loader("val"))
+        row.update(emotion_uar=uar.mean, emotion_uar_low=uar.low, emotion_uar_high=uar.high)
+    if spec.split == "closed_set":
+        row["speaker_acc"] = metrics["test/speaker/wa"]
+        train = extract_embeddings(model, datamodule.loader("train"), device)
+        val = extract_embeddings(model, datamodule.loader("val"), device)
         row.update(identity_probes(train, val, test, spec.seed))
     row["seconds"] = round(time.perf_counter() - started, 1)
     with (Path(trainer.logger.log_dir) / "metrics.csv").open(newline="") as handle:

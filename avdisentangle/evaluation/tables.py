@@ -191,3 +191,33 @@ def targets(
         "(clip sampling "
         f"only): {mark[bool(over_clips)]}{' (' + ', '.join(over_clips) + ')' if over_clips else ''}.",
     ]
+
+
+#: The per-fold numbers a speaker-independent protocol reports, as papers name them.
+PROTOCOL_METRICS = {"emotion_wa": "WA", "emotion_uar": "UA (UAR)", "emotion_f1": "macro-F1"}
+
+
+def write_protocol_csv(stats: dict[str, dict], path: Path) -> None:
+    """Per strategy: the number of folds and, per metric, the mean and the standard deviation over folds."""
+    header = ["strategy", "folds"] + [f"{m}_{s}" for m in PROTOCOL_METRICS for s in ("mean", "std")]
+    rows = [[strategy, s["folds"], *(v for m in PROTOCOL_METRICS for v in s[m])] for strategy, s in stats.items()]
+    path.write_text(csv_text(header, rows))
+
+
+def protocol_table(stats: dict[str, dict]) -> str:
+    """Mean ± standard deviation over folds, as papers report speaker-independent results."""
+    lines = ["| strategy | folds | " + " | ".join(PROTOCOL_METRICS.values()) + " |", "|" + " --- |" * 5]
+    for strategy, s in stats.items():
+        cells = " | ".join(f"{s[m][0]:.3f} ± {s[m][1]:.3f}" for m in PROTOCOL_METRICS)
+        lines.append(f"| {strategy} | {s['folds']} | {cells} |")
+    return "\n".join(lines)
+
+
+def write_confusion_csv(matrices: dict, labels: list[str], path: Path) -> None:
+    """Confusion counts per strategy (rows = true class, columns = predicted), one block per strategy."""
+    rows = [
+        [strategy, label, *counts.tolist()]
+        for strategy, matrix in matrices.items()
+        for label, counts in zip(labels, matrix)
+    ]
+    path.write_text(csv_text(["strategy", "true", *labels], rows))

@@ -3,5 +3,15 @@
 from avdisentangle.models.encoders import AudioEncoder, Encoded, VideoEncoder
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
 from avdisentangle.models.multitask import MultitaskAVModule
+from avdisentangle.models.resnet import ResNetAudioEncoder, ResNetVideoEncoder
 
-__all__ = ["AttentionFusion", "AudioEncoder", "ConcatFusion", "Encoded", "MultitaskAVModule", "VideoEncoder"]
+__all__ = [
+    "AttentionFusion",
+    "AudioEncoder",
+    "ConcatFusion",
+    "Encoded",
+    "MultitaskAVModule",
+    "ResNetAudioEncoder",
+    "ResNetVideoEncoder",
+    "VideoEncoder",
+]

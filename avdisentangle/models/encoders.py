@@ -1,8 +1,10 @@
 """Modality encoders: plain nn.Modules that turn one modality into a vector and a token sequence.
 
-Both encoders pool adaptively, so they accept any number of mel bins, audio frames, video frames
-and frame sizes; only the number of video channels is fixed at construction. Each returns the
-pooled vector (for concatenation fusion) and the per-time-step tokens (for attention fusion).
+These are the small, CPU-friendly defaults; `resnet.py` holds the wider ResNet-18 choice, and the
+model takes either as an injected factory (`factories.py`). Both pool adaptively, so they accept any
+number of mel bins, audio frames, video frames and frame sizes; only the number of video channels is
+fixed at construction. Each returns the pooled vector (for concatenation fusion) and the per-time-step
+tokens (for attention fusion).
 """
 
 from __future__ import annotations
@@ -97,11 +99,13 @@ class VideoEncoder(nn.Module):
         self.head = TemporalHead(channels[-1], out_dim)
 
     def forward(self, video: Tensor) -> Encoded:
-        batch, frames, channels, height, width = video.shape
-        if channels != self.in_channels:
-            raise ValueError(
-                f"VideoEncoder expects {self.in_channels} channels, got video of shape {tuple(video.shape)}"
-            )
-        pixels = video.reshape(batch * frames, channels, height, width).float() / 255.0
-        per_frame = self.cnn(pixels).reshape(batch, frames, -1)
-        return self.head(per_frame.transpose(1, 2))
+        per_frame = self.cnn(frames_as_images(video, self.in_channels, type(self).__name__))
+        return self.head(per_frame.reshape(video.shape[0], video.shape[1], -1).transpose(1, 2))
+
+
+def frames_as_images(video: Tensor, in_channels: int, encoder: str) -> Tensor:
+    """Face crops (B, T, C, H, W) uint8 -> (B * T, C, H, W) in [0, 1]: time folded into the batch."""
+    batch, frames, channels, height, width = video.shape
+    if channels != in_channels:
+        raise ValueError(f"{encoder} expects {in_channels} channels, got video of shape {tuple(video.shape)}")
+    return video.reshape(batch * frames, channels, height, width).float() / 255.0

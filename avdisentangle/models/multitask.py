@@ -16,50 +16,30 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassRecall
 from torchmetrics.wrappers import ClasswiseWrapper
 
 from avdisentangle.data.splits import SPLIT_NAMES
 from avdisentangle.errors import UserError
 from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
+from avdisentangle.models.factories import (
+    AudioEncoderFactory,
+    VideoEncoderFactory,
+    build_encoders,
+    encoder_spec,
+    forget_weights_files,
+    parse_modalities,
+)
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
+from avdisentangle.models.metrics import task_metrics
 
 if TYPE_CHECKING:
     from avdisentangle.data.datamodule import AVDataModule
     from avdisentangle.strategies.base import DisentanglementStrategy
 
-MODALITIES = ("audio", "video")
 FUSIONS = {"concat": ConcatFusion, "attention": AttentionFusion}
 TASKS = ("emotion", "speaker")
 STRATEGY_PREFIX = "strategy_modules."
-
-
-def parse_modalities(spec: str) -> tuple[str, ...]:
-    """'video, audio' -> ('audio', 'video'): a validated, canonically ordered modality tuple."""
-    names = {name.strip() for name in spec.split(",") if name.strip()}
-    if not names or not names <= set(MODALITIES):
-        raise UserError(
-            f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}"
-        )
-    return tuple(m for m in MODALITIES if m in names)
-
-
-def task_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """UAR (macro recall), WA (micro accuracy) and macro F1, the usual emotion-recognition trio."""
-    return MetricCollection(
-        {
-            "uar": MulticlassAccuracy(num_classes, average="macro"),
-            "wa": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        },
-        prefix=prefix,
-    )
 
 
 def branch(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -73,6 +53,8 @@ class MultitaskAVModule(L.LightningModule):
     """Audio/video encoders -> fusion -> h -> (z_emotion -> emotion head, z_identity -> speaker head).
 
     Loss = CE(emotion, optional class weights) + identity_weight * CE(speaker) + strategy terms.
+    The encoders are injected factories (`models/factories.py`): `audio_encoder(hidden_dim)` and
+    `video_encoder(video_channels, hidden_dim)`, or their plain form (an import path or class_path + init_args).
     """
 
     def __init__(
@@ -86,6 +68,8 @@ class MultitaskAVModule(L.LightningModule):
         emotion_dim: int = 64,
         identity_dim: int = 64,
         fusion: str = "concat",
+        audio_encoder: AudioEncoderFactory = AudioEncoder,
+        video_encoder: VideoEncoderFactory = VideoEncoder,
         dropout: float = 0.2,
         identity_weight: float = 0.5,
         lr: float = 2e-3,
@@ -93,6 +77,9 @@ class MultitaskAVModule(L.LightningModule):
         emotion_label_names: list[str] | None = None,
     ) -> None:
         super().__init__()
+        factories = (audio_encoder, video_encoder)
+        # save_hyperparameters reads the arguments as they are now: their plain form, which checkpoints can hold.
+        audio_encoder, video_encoder = encoder_spec(audio_encoder), encoder_spec(video_encoder)
         self.save_hyperparameters()
         self.modalities = parse_modalities(modalities)
         if fusion not in FUSIONS:
@@ -105,12 +92,7 @@ class MultitaskAVModule(L.LightningModule):
             raise UserError(f"emotion_label_names has {len(emotion_label_names)} entries for {num_emotions} emotions")
         self.emotion_label_names = emotion_label_names or [str(i) for i in range(num_emotions)]
 
-        self.encoders = nn.ModuleDict(
-            {
-                m: AudioEncoder(hidden_dim) if m == "audio" else VideoEncoder(video_channels, hidden_dim)
-                for m in self.modalities
-            }
-        )
+        self.encoders = build_encoders(self.modalities, *factories, video_channels, hidden_dim)
         self.fusion = FUSIONS[fusion](self.modalities, hidden_dim, hidden_dim, dropout=dropout)
         self.emotion_branch = branch(hidden_dim, emotion_dim, dropout)
         self.identity_branch = branch(hidden_dim, identity_dim, dropout)
@@ -134,6 +116,8 @@ class MultitaskAVModule(L.LightningModule):
         self.attached_strategies: dict[str, DisentanglementStrategy] = {}
         # The last training step's named loss terms, detached: DivergenceGuard names the non-finite ones.
         self.last_loss_terms: dict[str, Tensor] = {}
+        # Optimiser steps taken since the learning-rate schedule last advanced (see lr_scheduler_step).
+        self.optimizer_steps_unscheduled = 0
 
     @classmethod
     def for_data(cls, datamodule: AVDataModule, **hparams: Any) -> MultitaskAVModule:
@@ -191,14 +175,17 @@ class MultitaskAVModule(L.LightningModule):
 
     def _shared_step(self, batch: dict[str, Tensor], split: str) -> tuple[Tensor, dict[str, Tensor]]:
         outputs = self(batch)
-        terms = {**self.task_losses(outputs, batch), **self.strategy_losses(outputs, batch)}
+        # Clips of another corpus carry no speaker of this model's (-100): score emotion only on them.
+        speakers = split == "train" or bool((batch["speaker"] >= 0).any())
+        terms = self.task_losses(outputs, batch)
+        terms = {**terms, **self.strategy_losses(outputs, batch)} if speakers else {"emotion/ce": terms["emotion/ce"]}
         loss = sum(terms.values())
         if split == "train":
             self.last_loss_terms = {name: value.detach() for name, value in terms.items()}
         log = {"on_step": False, "on_epoch": True, "sync_dist": True, "batch_size": batch["emotion"].shape[0]}
         self.log(f"{split}/loss", loss, prog_bar=split != "test", **log)
         self.log_dict({f"{split}/{key}": value for key, value in terms.items()}, **log)
-        for task in TASKS:
+        for task in TASKS if speakers else ("emotion",):
             metrics = self.metrics[f"{split}_{task}"]
             metrics.update(outputs[f"{task}_logits"].detach().float(), batch[task])
             self.log_dict(metrics, **log)
@@ -229,6 +216,8 @@ class MultitaskAVModule(L.LightningModule):
         for (name, value), support in zip(recalls.items(), matrix.sum(dim=1)):
             # Already reduced over processes by the metrics, so no sync_dist.
             self.log(name, value if support > 0 else torch.full_like(value, math.nan))
+        for emotion, count in getattr(self.trainer.datamodule, "excluded_emotions", {}).items():
+            self.log(f"test/excluded/{emotion}", float(count))  # cross-corpus clips outside this label space
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         outputs = self(batch)
@@ -263,10 +252,29 @@ class MultitaskAVModule(L.LightningModule):
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps) or total_steps < 1:
             return optimizer
+        optimizer.register_step_post_hook(self._count_optimizer_step)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _count_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.optimizer_steps_unscheduled += 1
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Advance the schedule only after an optimiser step that ran.
+
+        Under 16-mixed the GradScaler skips every step whose scaled gradients overflow (the first few, while it
+        calibrates its scale); Lightning would advance the schedule anyway, so the cosine would end early and torch
+        warns that `lr_scheduler.step()` ran before `optimizer.step()`.
+        """
+        if self.optimizer_steps_unscheduled > 0:
+            self.optimizer_steps_unscheduled = 0
+            scheduler.step()
+
     # ----------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the encoders without their pretrained weights files, so the checkpoint loads without them."""
+        forget_weights_files(checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY, {}))
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drop the modules of strategies not configured now, saying so in one line: a model loads for
         inference with `load_from_checkpoint(path)` alone; configured strategies (resume, validate) keep theirs."""
