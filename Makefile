@@ -44,11 +44,12 @@ train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogona
 report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~12 min on 2 CPUs) or full (GPU; ARGS="--jobs 4")
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
 
-bench: setup ## preprocessing, training input, memory, report and GPU throughput, each beside its baseline (see benchmarks/RESULTS.md)
+bench: setup ## preprocessing, training input, memory, report, GPU throughput and the first run, each beside its baseline (see benchmarks/RESULTS.md)
 	$(PY) benchmarks/prepare_throughput.py --workers 2 --speakers 10 --clips 24 --width 480 --height 360 --fps 30
 	$(PY) benchmarks/training_input.py --epochs 3
 	$(PY) benchmarks/report_throughput.py --clips 384 --runs 4 --epochs 3
 	$(PY) benchmarks/gpu_throughput.py
+	$(PY) benchmarks/first_run.py --workers 1 2
 
 strategy-exists:
 	@for name in $(STRATEGY); do test -f experiments/configs/strategy/$$name.yaml || { echo "unknown STRATEGY=$$name; choose one of: $(STRATEGIES)" >&2; exit 2; }; done

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "experiments" / "configs"
 FIT = ["fit", f"--config={CONFIGS / 'base.yaml'}", f"--config={CONFIGS / 'strategy' / 'none.yaml'}"]
@@ -53,15 +55,15 @@ def digest(root: Path) -> str:
 
 
 def generation(workers: list[int], scratch: Path, env: dict[str, str]) -> None:
-    from avdisentangle.data.synthetic import SyntheticConfig
-
-    clips = SyntheticConfig().num_speakers * SyntheticConfig().clips_per_speaker
+    """The base config's corpus, written at each worker count."""
+    settings = yaml.safe_load((CONFIGS / "base.yaml").read_text())["data"]["synthetic"]
+    clips = settings["num_speakers"] * settings["clips_per_speaker"]
     digests = set()
     for count in workers:
         root = scratch / f"corpus-{count}"
         code = (
-            "from avdisentangle.data.synthetic import generate_corpus; "
-            f"generate_corpus({str(root)!r}, progress=False, workers={count})"
+            "from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus; "
+            f"generate_corpus({str(root)!r}, SyntheticConfig(**{settings!r}), progress=False, workers={count})"
         )
         seconds = timed([sys.executable, "-c", code], scratch, env)
         digests.add(digest(root))
