@@ -4,8 +4,8 @@
   and as the report's row-normalised picture.
 - After `fit`: the best and the last checkpoint, as versions of one `model` artifact (aliases "best"
   and "latest"). Lightning's `log_model` uploads only online; offline, `log_artifact` records the
-  artifact in the run and copies the file to W&B's staging folder ($WANDB_DATA_DIR, by default
-  ~/.local/share/wandb), from where `wandb sync` uploads it.
+  artifact in the run and copies the file to W&B's staging folder ($WANDB_DATA_DIR; `AutoWandbLogger`
+  puts it beside the offline runs, `logs/wandb/staging`), from where `wandb sync` uploads it.
 """
 
 from __future__ import annotations

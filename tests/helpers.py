@@ -77,7 +77,8 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
-TINY_FEATURE_NAMES = ("window_s", "n_mels", "num_frames", "face_size")
+# Every setting in which TINY_FEATURES and base.yaml's features differ, so a command-line run extracts TINY_FEATURES.
+TINY_FEATURE_NAMES = ("window_s", "n_mels", "hop_ms", "num_frames", "face_size")
 FEATURE_ARGS = [f"--data.features.{name}={getattr(TINY_FEATURES, name)}" for name in TINY_FEATURE_NAMES]
 
 

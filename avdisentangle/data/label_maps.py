@@ -12,25 +12,17 @@ from avdisentangle.errors import UserError
 
 SHARED_EMOTIONS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness")
 
-#: corpus -> {the emotion name its reader gives: the shared emotion}.
-SHARED_BY_CORPUS = {
-    "cremad": {
-        "anger": "anger",
-        "disgust": "disgust",
-        "fear": "fear",
-        "happy": "happiness",
-        "neutral": "neutral",
-        "sad": "sadness",
-    },
-    "ravdess": {
-        "anger": "anger",
-        "disgust": "disgust",
-        "fear": "fear",
-        "happy": "happiness",
-        "neutral": "neutral",
-        "sad": "sadness",
-    },
+#: The CREMA-D and RAVDESS readers spell the six shared emotions alike: {reader's name: shared emotion}.
+READER_SPELLING = {
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "neutral": "neutral",
+    "sad": "sadness",
 }
+#: corpus -> {the emotion name its reader gives: the shared emotion}; RAVDESS's calm and surprised are absent.
+SHARED_BY_CORPUS = {"cremad": READER_SPELLING, "ravdess": READER_SPELLING}
 SHARED_BY_CORPUS["synthetic"] = SHARED_BY_CORPUS["cremad"]  # written with CREMA-D's emotion codes
 
 

@@ -49,6 +49,17 @@ def branch(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
     )
 
 
+def check_settings(
+    fusion: str, num_emotions: int, class_weights: list[float] | None, label_names: list[str] | None
+) -> None:
+    """One line for a fusion that does not exist or per-emotion lists of the wrong length."""
+    if fusion not in FUSIONS:
+        raise UserError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    for name, values in (("emotion_class_weights", class_weights), ("emotion_label_names", label_names)):
+        if values is not None and len(values) != num_emotions:
+            raise UserError(f"{name} has {len(values)} entries for {num_emotions} emotions")
+
+
 class MultitaskAVModule(L.LightningModule):
     """Audio/video encoders -> fusion -> h -> (z_emotion -> emotion head, z_identity -> speaker head).
 
@@ -82,14 +93,7 @@ class MultitaskAVModule(L.LightningModule):
         audio_encoder, video_encoder = encoder_spec(audio_encoder), encoder_spec(video_encoder)
         self.save_hyperparameters()
         self.modalities = parse_modalities(modalities)
-        if fusion not in FUSIONS:
-            raise UserError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
-        if emotion_class_weights is not None and len(emotion_class_weights) != num_emotions:
-            raise UserError(
-                f"emotion_class_weights has {len(emotion_class_weights)} entries for {num_emotions} emotions"
-            )
-        if emotion_label_names is not None and len(emotion_label_names) != num_emotions:
-            raise UserError(f"emotion_label_names has {len(emotion_label_names)} entries for {num_emotions} emotions")
+        check_settings(fusion, num_emotions, emotion_class_weights, emotion_label_names)
         self.emotion_label_names = emotion_label_names or [str(i) for i in range(num_emotions)]
 
         self.encoders = build_encoders(self.modalities, *factories, video_channels, hidden_dim)
