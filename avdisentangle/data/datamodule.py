@@ -154,13 +154,9 @@ class AVDataModule(L.LightningDataModule):
         return cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
 
     def prepare_data(self) -> PrepareSummary:
-        """Generate the synthetic corpus if needed and build the feature cache unless a whole one
-        exists (printing what was kept and refused when it builds); assigns no state.
-
-        Holds a lock on the cache folder: under torchrun every process readies the DataModule (the
-        CLI sizes the model from it), and only one may generate and cache. `filelock`, not `fcntl`,
-        so the lock also works on Windows.
-        """
+        """Generate the synthetic corpus if needed and build the feature cache unless a whole one exists
+        (printing what was kept and refused); assigns no state. Under a lock (`filelock`, on every platform):
+        under torchrun every process readies the DataModule, and only one may generate and cache."""
         if self.prepared_cache is not None:
             return read_summary(FeatureCache.open(self.prepared_cache).path)
         self.cache_root.mkdir(parents=True, exist_ok=True)
@@ -244,6 +240,10 @@ class AVDataModule(L.LightningDataModule):
     @property
     def video_channels(self) -> int:
         return self.features.video_channels
+
+    @property
+    def speakers_known(self) -> bool:  # not in a cross-corpus test, whose speaker labels are -100
+        return self.label_space_from is None
 
     @property
     def emotion_class_weights(self) -> list[float] | None:
