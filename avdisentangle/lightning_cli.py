@@ -58,6 +58,8 @@ class AVLightningCLI(LightningCLI):
         parser.add_lightning_class_args(LeakageProbe, "leakage_probe")
         parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
         parser.add_lightning_class_args(WandbRecords, "wandb_records")
+        # The model reads the modalities the data extracts: one setting, never two that disagree.
+        parser.link_arguments("data.features.modalities", "model.modalities")
         # The model is sized from the data: the DataModule prepares its cache and splits once
         # (`ready`), before the model exists, and every link reads from that.
         for attribute, target in (

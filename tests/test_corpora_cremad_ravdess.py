@@ -102,10 +102,10 @@ def test_cremad_bad_roots(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="not a folder"):
         read_cremad(touch(tmp_path / "file.wav"))
     (tmp_path / "only_video" / "VideoFlash").mkdir(parents=True)
-    with pytest.raises(CorpusError, match="no AudioWAV folder"):
+    with pytest.raises(CorpusError, match="no AudioWAV or AudioMP3 folder .*a video-only corpus"):
         read_cremad(tmp_path / "only_video")
     (tmp_path / "bare").mkdir()
-    with pytest.raises(CorpusError, match="no AudioWAV or VideoFlash folder"):
+    with pytest.raises(CorpusError, match="no AudioWAV or AudioMP3 and no VideoFlash folder"):
         read_cremad(tmp_path / "bare")
     touch(tmp_path / "unpaired" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     (tmp_path / "unpaired" / "VideoFlash").mkdir()

@@ -60,7 +60,7 @@ def test_manifest_refuses_bad_rows(tmp_path: Path) -> None:
     assert [clip.clip_id for clip in listing.clips] == ["a"]
     assert reasons(listing) == {
         "manifest.csv line 3": "duplicate clip_id: 'a' (first on line 2)",
-        "manifest.csv line 4": "empty field(s): video",
+        "manifest.csv line 4": "missing video file: its video field is empty (clip 'c')",
         "manifest.csv line 5": "missing audio file: gone.wav (clip 'd')",
         "manifest.csv line 6": "missing video file: gone.mp4 (clip 'e')",
         "manifest.csv line 7": "empty audio file (0 bytes): empty.wav (clip 'f')",

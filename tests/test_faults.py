@@ -40,7 +40,7 @@ def last_line(text: str) -> str:
         (["prepare", "--data.corpus=cremad", "--data.root=ROOT/nowhere"], "cremad root does not exist"),
         (["fit", "--data.corpus=cremad", "--data.root=ROOT/nowhere"], "cremad root does not exist"),
         (["prepare", "--data.corpus=cremad", "--data.root=ROOT/a_file"], "cremad root is not a folder"),
-        (["prepare", "--data.corpus=cremad", "--data.root=ROOT"], "has no AudioWAV or VideoFlash folder"),
+        (["prepare", "--data.corpus=cremad", "--data.root=ROOT"], "no AudioWAV or AudioMP3 and no VideoFlash"),
         (["prepare", "--data.corpus=manifest", "--data.root=ROOT/no_emotion.csv"], "lacks column(s) emotion"),
     ],
 )

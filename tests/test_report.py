@@ -230,7 +230,7 @@ def test_report_writes_tables_intervals_and_plots(tiny_corpus, tmp_path):
     assert float(closed[0]["disentanglement_floor_pct"]) == 0.0 and closed[2]["disentanglement_floor_pct"] != ""
     assert all(r["unseen_speaker_emotion_uar"] and r["emotion_uar"] == "" for r in unseen)
     summary = (out / "summary.md").read_text()
-    for png in ("embeddings.png", "frontier.png", "confusion.png", "training.png"):
+    for png in ("embeddings.png", "frontier.png", "confusion.png", "training.png", "faces.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png})" in summary
     assert "| hsic |" in summary and "unseen speakers" in summary and "## Targets" in summary

@@ -3,8 +3,9 @@
 Layout of one cache folder (named after the corpus, its file listing and the feature config):
 
     parts/part-<start>-<stop>.npz   finished chunks while preparing (deleted when done)
-    audio.npy  (N, n_mels, frames)  float16 log-mel, memory-mapped by training
-    video.npy  (N, T, C, S, S)      uint8 face crops, memory-mapped by training
+    audio.npy  (N, n_mels, frames)  float16 log-mel, memory-mapped by training (with audio only)
+    video.npy  (N, T, C, S, S)      uint8 face crops, memory-mapped by training (with video only)
+    faces.png                       a contact sheet of the face crops, to check detection at a glance
     clips.csv                       one row per kept clip: labels, paths, whether a face was found
     refused.csv                     every clip or file not used, with the reason
     meta.json                       written last: its presence means the cache is complete
@@ -30,15 +31,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from avdisentangle.data.cache_integrity import CacheDamaged, damage, read_rows
+from avdisentangle.data.contact_sheet import write_contact_sheet
 from avdisentangle.data.corpora._files import LFS_POINTER
-from avdisentangle.data.extraction import FeatureTable, clip_row, run_chunks
+from avdisentangle.data.extraction import FeatureTable, array_layout, clip_row, run_chunks
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.records import CorpusListing, Refusal, refusals_by_kind
 from avdisentangle.errors import UserError
 
 CHUNK_SIZE = 16
-# 2: the key follows modification times, refusals read `<kind>: <detail>`; 3: meta.json names the labels
-CACHE_FORMAT = 3
+# 2: the key follows modification times, refusals read `<kind>: <detail>`; 3: meta.json names the labels;
+# 4: the arrays of the configured modalities only, and faces.png
+CACHE_FORMAT = 4
+CONTACT_SHEET = "faces.png"
 
 
 @dataclass
@@ -69,6 +73,8 @@ class PrepareSummary:
             lines.append(f"{pointers} files are Git LFS pointers, not media: run `git lfs pull` in the corpus folder")
         if self.faces_missing:
             lines.append(f"no face found in {self.faces_missing} of {self.kept} clips: used a centre crop")
+        if (self.cache_dir / CONTACT_SHEET).exists():
+            lines.append(f"face crops, a few clips per speaker: {self.cache_dir / CONTACT_SHEET}")
         lines.append(f"cache: {self.cache_dir}")
         return lines
 
@@ -97,13 +103,10 @@ class FeatureCache(FeatureTable):
                 f"feature cache {path} is damaged: {problem}; delete that folder and run "
                 "`python -m avdisentangle prepare` with the same options to rebuild it"
             )
-        return cls(
-            audio=np.load(path / "audio.npy", mmap_mode="r"),
-            video=np.load(path / "video.npy", mmap_mode="r"),
-            clips=clips,
-            path=path,
-            meta=json.loads((path / "meta.json").read_text()),
-        )
+        meta = json.loads((path / "meta.json").read_text())
+        modalities = FeatureConfig(**meta["features"]).modality_names
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in modalities}
+        return cls(audio=arrays.get("audio"), video=arrays.get("video"), clips=clips, path=path, meta=meta)
 
     @property
     def emotion_names(self) -> list[str]:
@@ -141,7 +144,7 @@ def cache_dir_for(
     A file's content counts through its size and modification time (`file_signature`)."""
     digest = hashlib.sha1(f"{corpus}|{root.resolve()}|{CACHE_FORMAT}".encode())
     for clip in listing.clips:
-        signatures = [file_signature(Path(p)) for p in (clip.audio_path, clip.video_path)]
+        signatures = [file_signature(Path(p)) for p in (clip.audio_path, clip.video_path) if p is not None]
         digest.update(f"{clip.clip_id}|{clip.speaker}|{clip.emotion}|{signatures}\n".encode())
     return Path(cache_root) / f"{corpus}-{root.name}-{digest.hexdigest()[:8]}-{config.fingerprint()}"
 
@@ -202,26 +205,27 @@ def consolidate(listing: CorpusListing, config: FeatureConfig, cache_dir: Path, 
     """Join the finished parts into the memory-mapped arrays and tables; meta.json last."""
     parts = [np.load(part_path(cache_dir / "parts", start, count)) for start, count in chunks]
     kept = sum(len(part["kept"]) for part in parts)
-    audio = np.lib.format.open_memmap(
-        cache_dir / ".audio.npy.tmp", mode="w+", dtype=np.float16, shape=(kept, *config.audio_shape)
-    )
-    video = np.lib.format.open_memmap(
-        cache_dir / ".video.npy.tmp", mode="w+", dtype=np.uint8, shape=(kept, *config.video_shape)
-    )
+    arrays = {}
+    for name in config.modality_names:
+        dtype, shape = array_layout(name, config)
+        arrays[name] = np.lib.format.open_memmap(
+            cache_dir / f".{name}.npy.tmp", mode="w+", dtype=dtype, shape=(kept, *shape)
+        )
     rows, refused, row = [], list(listing.refused), 0
     for (start, _), part in zip(chunks, parts):
         count = len(part["kept"])
-        audio[row : row + count] = part["audio"]
-        video[row : row + count] = part["video"]
+        for name, array in arrays.items():
+            array[row : row + count] = part[name]
         for position, face_found in zip(part["kept"].tolist(), part["face_found"].tolist()):
-            rows.append(clip_row(listing.clips[start + position], face_found))
+            rows.append(clip_row(listing.clips[start + position], face_found, config))
         refused += [Refusal(item, reason) for item, reason in json.loads(str(part["refused"]))]
         row += count
-    audio.flush()
-    video.flush()
-    del audio, video
-    os.replace(cache_dir / ".audio.npy.tmp", cache_dir / "audio.npy")
-    os.replace(cache_dir / ".video.npy.tmp", cache_dir / "video.npy")
+    for name, array in arrays.items():
+        array.flush()
+        os.replace(cache_dir / f".{name}.npy.tmp", cache_dir / f"{name}.npy")
+    if "video" in arrays and kept:
+        write_contact_sheet(cache_dir / CONTACT_SHEET, arrays["video"], rows, atomic_write)
+    del arrays
     write_table(cache_dir / "clips.csv", rows)
     write_table(
         cache_dir / "refused.csv", [{"item": r.item, "reason": r.reason} for r in refused], fields=["item", "reason"]

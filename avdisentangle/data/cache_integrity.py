@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avdisentangle.data.clip_errors import describe_error
+from avdisentangle.data.extraction import array_layout
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.errors import ExpectedFailure
 
@@ -50,16 +51,16 @@ def npy_problem(path: Path, shape: tuple[int, ...]) -> str | None:
 
 def damage(cache_dir: Path, clip_rows: int | None = None) -> str | None:
     """What is wrong with a finished cache, naming the damaged file, or None when `meta.json`,
-    `clips.csv`, `audio.npy` and `video.npy` agree on the clip count and the arrays have their
-    recorded shapes. Reads headers, sizes and the clip table only: fast enough for every open.
+    `clips.csv` and the arrays of its modalities (`audio.npy`, `video.npy`) agree on the clip count
+    and the arrays have their recorded shapes. Reads headers, sizes and the clip table only: fast enough for every open.
     `clip_rows`: the row count of clips.csv when the caller has read it already."""
     try:
         meta = json.loads((cache_dir / "meta.json").read_text())
         kept, config = int(meta["kept"]), FeatureConfig(**meta["features"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"meta.json is unreadable or from another version ({describe_error(error)})"
-    for name, shape in (("audio.npy", config.audio_shape), ("video.npy", config.video_shape)):
-        if problem := npy_problem(cache_dir / name, (kept, *shape)):
+    for name in config.modality_names:  # a cache holds the arrays of its modalities only
+        if problem := npy_problem(cache_dir / f"{name}.npy", (kept, *array_layout(name, config)[1])):
             return problem
     try:
         rows = len(read_rows(cache_dir / "clips.csv")) if clip_rows is None else clip_rows

@@ -44,7 +44,8 @@ class AVDataModule(L.LightningDataModule):
         corpus: which reader: synthetic (built in, generated on first use), cremad, ravdess, manifest.
         root: the corpus folder (or manifest CSV); for synthetic, defaults to a folder under cache_dir.
         cache_dir: where feature caches (and the generated synthetic corpus) live.
-        features: audio and video feature settings; any change builds a new cache.
+        features: audio and video feature settings, and which modalities to read (`features.modalities`:
+            audio,video, audio or video; linked into the model's); any change builds a new cache.
         synthetic: the built-in corpus' size and speaker-emotion entanglement.
         vocal_channels: RAVDESS only: speech and/or song.
         split: closed_set (every speaker in train/val/test), speaker_independent (whole speakers
@@ -62,7 +63,8 @@ class AVDataModule(L.LightningDataModule):
             is one slice of memory-mapped arrays.
         predict_split: which clips of the corpus `predict` runs on.
         predict_paths: files or folders to predict on instead (unlabelled clips: a video with a
-            same-named .wav beside it, or a video alone with its own audio track).
+            same-named .wav beside it, or a video alone with its own audio track; for audio-only
+            features, audio files alone).
         progress: show the preprocessing progress bar.
         label_space_from: a checkpoint to test on this corpus in its emotion classes (cross-corpus;
             data/cross_corpus.py): unshared emotions are excluded and counted; not for fit.
@@ -144,7 +146,7 @@ class AVDataModule(L.LightningDataModule):
         """The corpus root and its clips (the root found, or generated, once)."""
         root = self.corpus_root()
         options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
-        return root, read_corpus(self.corpus, root, **options)
+        return root, read_corpus(self.corpus, root, modalities=self.features.modality_names, **options)
 
     def cache_location(self, listed: tuple[Path, CorpusListing] | None = None) -> Path:
         """The cache folder of this corpus content and feature config."""
@@ -290,7 +292,7 @@ class AVDataModule(L.LightningDataModule):
     def loose_clips(self, paths: list[str]) -> CachedClips:
         """Features of unlabelled files, extracted in memory (labels are -1); refusals are printed,
         and a CorpusError says so when none is left to predict on."""
-        table, refused = extract_in_memory(read_loose_files(paths), self.features)
+        table, refused = extract_in_memory(read_loose_files(paths, self.features.modality_names), self.features)
         for refusal in refused:
             print(f"refused {refusal.item}: {refusal.reason}", file=sys.stderr)
         if not table.clips:

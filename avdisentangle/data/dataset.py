@@ -29,10 +29,16 @@ class CachedClips(Dataset):
         return {key: value[0] for key, value in self.__getitems__([position]).items()}
 
     def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        """The batch contract: `audio` (B, 1, n_mels, frames) float32 and `video` (B, T, C, S, S) uint8,
+        each only when the table holds that modality, then the labels and row indices."""
         rows = self.indices[np.asarray(positions)]
+        features = {}
+        if self.table.audio is not None:
+            features["audio"] = torch.from_numpy(self.table.audio[rows].astype(np.float32)).unsqueeze(1)
+        if self.table.video is not None:
+            features["video"] = torch.from_numpy(np.ascontiguousarray(self.table.video[rows]))
         return {
-            "audio": torch.from_numpy(self.table.audio[rows].astype(np.float32)).unsqueeze(1),
-            "video": torch.from_numpy(np.ascontiguousarray(self.table.video[rows])),
+            **features,
             "emotion": torch.from_numpy(self.emotion_ids[rows]),
             "speaker": torch.from_numpy(self.speaker_ids[rows]),
             "index": torch.from_numpy(rows.astype(np.int64)),

@@ -25,11 +25,17 @@ from avdisentangle.workers import exit_with_parent
 @dataclass
 class FeatureTable:
     """Features of clips and one row per clip (labels, paths, whether a face was found): what a
-    dataset reads, whether from a cache on disk (memory-mapped) or extracted in memory."""
+    dataset reads, whether from a cache on disk (memory-mapped) or extracted in memory. A modality
+    the features do not include has no array (None)."""
 
-    audio: np.ndarray
-    video: np.ndarray
+    audio: np.ndarray | None
+    video: np.ndarray | None
     clips: list[dict[str, str]]
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays there are, by modality."""
+        return {name: array for name, array in (("audio", self.audio), ("video", self.video)) if array is not None}
 
     def column(self, name: str) -> np.ndarray:
         return np.array([clip[name] for clip in self.clips])
@@ -41,9 +47,9 @@ def extract_in_memory(listing: CorpusListing, config: FeatureConfig) -> tuple[Fe
     init_worker()
     result = process_chunk(listing.clips, config)
     kept = [listing.clips[position] for position in result["kept"].tolist()]
-    rows = [clip_row(clip, face_found) for clip, face_found in zip(kept, result["face_found"].tolist())]
+    rows = [clip_row(clip, face_found, config) for clip, face_found in zip(kept, result["face_found"].tolist())]
     refused = list(listing.refused) + [Refusal(item, reason) for item, reason in json.loads(result["refused"])]
-    return FeatureTable(result["audio"], result["video"], rows), refused
+    return FeatureTable(result.get("audio"), result.get("video"), rows), refused
 
 
 def run_chunks(todo, config: FeatureConfig, num_workers: int):
@@ -97,7 +103,8 @@ def init_pool_worker() -> None:
 
 def process_chunk(clips: list[ClipRecord], config: FeatureConfig) -> dict:
     """Features of a chunk of clips; a refused clip becomes its reason, never an exception."""
-    audio, video, positions, faces, refused = [], [], [], [], []
+    arrays: dict[str, list[np.ndarray]] = {name: [] for name in config.modality_names}
+    positions, faces, refused = [], [], []
     for position, clip in enumerate(clips):
         try:
             features = extract_clip(clip, config, _detector)
@@ -107,13 +114,12 @@ def process_chunk(clips: list[ClipRecord], config: FeatureConfig) -> dict:
         except Exception as error:  # one clip's failure, whatever its kind, must not stop the corpus
             refused.append((clip.clip_id, f"feature extraction failed: {describe_error(error)}"))
             continue
-        audio.append(features.audio)
-        video.append(features.video)
+        for name, values in arrays.items():
+            values.append(getattr(features, name))
         positions.append(position)
-        faces.append(features.face_found)
+        faces.append(bool(features.face_found))
     return {
-        "audio": np.stack(audio) if audio else np.zeros((0, *config.audio_shape), np.float16),
-        "video": np.stack(video) if video else np.zeros((0, *config.video_shape), np.uint8),
+        **{name: stack_or_empty(values, name, config) for name, values in arrays.items()},
         "kept": np.array(positions, dtype=np.int64),
         "face_found": np.array(faces, dtype=bool),
         "refused": json.dumps(refused),
@@ -121,13 +127,25 @@ def process_chunk(clips: list[ClipRecord], config: FeatureConfig) -> dict:
     }
 
 
-def clip_row(clip: ClipRecord, face_found: bool) -> dict[str, str]:
+def array_layout(name: str, config: FeatureConfig) -> tuple[type, tuple[int, ...]]:
+    """The dtype and per-clip shape of a modality's array: float16 log-mel in dB, uint8 face crops."""
+    return (np.float16, config.audio_shape) if name == "audio" else (np.uint8, config.video_shape)
+
+
+def stack_or_empty(values: list[np.ndarray], name: str, config: FeatureConfig) -> np.ndarray:
+    dtype, shape = array_layout(name, config)
+    return np.stack(values) if values else np.zeros((0, *shape), dtype)
+
+
+def clip_row(clip: ClipRecord, face_found: bool, config: FeatureConfig) -> dict[str, str]:
+    """A clip's row in clips.csv; `face_found` and a path are empty for a modality the features lack."""
+    video = "video" in config.modality_names
     return {
         "clip_id": clip.clip_id,
         "speaker": clip.speaker,
         "emotion": clip.emotion,
-        "face_found": "1" if face_found else "0",
-        "audio_path": str(clip.audio_path),
-        "video_path": str(clip.video_path),
+        "face_found": ("1" if face_found else "0") if video else "",
+        "audio_path": "" if clip.audio_path is None else str(clip.audio_path),
+        "video_path": "" if clip.video_path is None else str(clip.video_path),
         "extras": json.dumps(clip.extras, sort_keys=True),
     }

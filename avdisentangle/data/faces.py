@@ -73,6 +73,24 @@ def read_frames(path: Path, times_s: np.ndarray) -> list[np.ndarray]:
     return [frames.get(index, last) for index in wanted.tolist()]
 
 
+def video_duration(path: Path) -> float:
+    """Seconds of video from its header (frame count / frame rate): the time line of a video-only run,
+    which has no audio to take it from."""
+    capture = open_video(path)
+    try:
+        if not capture.isOpened():
+            raise ClipRefused("unreadable video: OpenCV could not open it")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        capture.release()
+    if not fps or not np.isfinite(fps) or fps <= 0:
+        raise ClipRefused("unreadable video: no frame rate in its header")
+    if not frames or not np.isfinite(frames) or frames <= 0:
+        raise ClipRefused("unreadable video: no frame count in its header")
+    return float(frames) / fps
+
+
 def open_video(path: Path) -> cv2.VideoCapture:
     """A capture that decodes on one thread: `prepare` runs one process per core, and FFmpeg's own
     decoding threads would only contend with them (measured on a 480x360 clip: 38 ms of CPU with

@@ -2,8 +2,10 @@
 
 Audio is the time reference: one fixed-length window (centre crop, or zero padding for short
 clips) gives the log-mel frames, and `num_frames` video frames are sampled at the centres of
-equal slices of that same window, so a batch holds aligned, fixed-size tensors. Reading the files
-is left to `audio` and `faces`; this module holds the settings and every step that depends on them.
+equal slices of that same window, so a batch holds aligned, fixed-size tensors. A run of one
+modality (`modalities`: an audio-only speech corpus, say) extracts and caches that one alone; a
+video-only run takes its window from the video's own duration. Reading the files is left to
+`audio` and `faces`; this module holds the settings and every step that depends on them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 
 from avdisentangle.data.audio import load_audio
 from avdisentangle.data.clip_errors import ClipRefused
-from avdisentangle.data.faces import crop_square, detect_face, read_frames
+from avdisentangle.data.faces import crop_square, detect_face, read_frames, video_duration
+from avdisentangle.data.modalities import parse_modalities
 from avdisentangle.data.records import ClipRecord
 from avdisentangle.errors import UserError
 
@@ -28,8 +31,12 @@ COLORS = ("grey", "rgb")
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Everything that changes the cached arrays; its fingerprint names the cache."""
+    """Everything that changes the cached arrays; its fingerprint names the cache.
 
+    `modalities` ("audio,video", "audio" or "video") says which arrays are extracted and cached; the CLI
+    links it into the model's `modalities`, so the data and the model never disagree."""
+
+    modalities: str = "audio,video"
     sample_rate: int = 16000
     n_mels: int = 64
     hop_ms: float = 10.0
@@ -45,6 +52,8 @@ class FeatureConfig:
     detection_height: int = 120
 
     def __post_init__(self):
+        # Canonical order and spelling ("video, audio" -> "audio,video"): one cache, one fingerprint.
+        object.__setattr__(self, "modalities", ",".join(parse_modalities(self.modalities)))
         if self.short_clips not in SHORT_CLIP_POLICIES:
             raise UserError(f"short_clips must be one of {SHORT_CLIP_POLICIES}, got {self.short_clips!r}")
         if self.color not in COLORS:
@@ -56,6 +65,10 @@ class FeatureConfig:
             raise UserError(f"need 0 < min_duration_s <= window_s, got {self.min_duration_s} and {self.window_s}")
         if self.hop_ms <= 0 or self.win_ms < self.hop_ms:
             raise UserError(f"need 0 < hop_ms <= win_ms, got {self.hop_ms} and {self.win_ms}")
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(self.modalities.split(","))
 
     @property
     def hop_length(self) -> int:
@@ -91,21 +104,29 @@ class FeatureConfig:
 
 @dataclass
 class ClipFeatures:
-    audio: np.ndarray  # (n_mels, audio_frames) float16 log-mel in dB
-    video: np.ndarray  # (num_frames, channels, face_size, face_size) uint8
-    face_found: bool
+    """One clip's arrays, of the configured modalities only (the other is None)."""
+
+    audio: np.ndarray | None  # (n_mels, audio_frames) float16 log-mel in dB
+    video: np.ndarray | None  # (num_frames, channels, face_size, face_size) uint8
+    face_found: bool | None  # None without video
 
 
 def extract_clip(record: ClipRecord, config: FeatureConfig, detector: cv2.CascadeClassifier) -> ClipFeatures:
     """Features of one clip, or ClipRefused with the reason it cannot be used."""
-    waveform = load_audio(Path(record.audio_path), config.sample_rate)
-    duration = len(waveform) / config.sample_rate
+    waveform = None
+    if "audio" in config.modality_names:
+        waveform = load_audio(Path(record.audio_path), config.sample_rate)
+        duration = len(waveform) / config.sample_rate
+    else:
+        duration = video_duration(Path(record.video_path))
     if duration < config.min_duration_s:
         raise ClipRefused(f"clip shorter than min_duration_s: {duration:.2f} s < {config.min_duration_s} s")
     if duration < config.window_s and config.short_clips == "refuse":
         raise ClipRefused(f"clip shorter than the window (short_clips=refuse): {duration:.2f} s < {config.window_s} s")
     start = max(0.0, (duration - config.window_s) / 2)
-    audio = log_mel(window_audio(waveform, start, config), config)
+    audio = None if waveform is None else log_mel(window_audio(waveform, start, config), config)
+    if "video" not in config.modality_names:
+        return ClipFeatures(audio=audio, video=None, face_found=None)
     frame_times = start + (np.arange(config.num_frames) + 0.5) * config.window_s / config.num_frames
     frame_times = np.minimum(frame_times, duration - 1e-3)  # padding repeats the last frame
     frames = read_frames(Path(record.video_path), frame_times)

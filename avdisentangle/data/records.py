@@ -18,11 +18,13 @@ class CorpusError(UserError):
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One aligned audio-visual clip with its labels and whatever else its name carries."""
+    """One clip with its labels and whatever else its name carries. It holds the file of each modality
+    the run reads (audio and video may be one file: a video's own audio track), and None for a modality
+    the run does not read, so an audio-only run neither needs nor fingerprints the videos."""
 
     clip_id: str
-    audio_path: Path
-    video_path: Path
+    audio_path: Path | None
+    video_path: Path | None
     speaker: str
     emotion: str
     extras: dict[str, str] = field(default_factory=dict)
@@ -73,13 +75,24 @@ def require_root(root: str | Path | None, corpus: str) -> Path:
     return path
 
 
+# What to do when every clip lacks one modality: the corpus holds the other alone.
+ONE_MODALITY_HINTS = {
+    "missing video file": "an audio-only corpus? set --data.features.modalities=audio",
+    "missing audio file": "a video-only corpus? set --data.features.modalities=video",
+}
+
+
 def require_clips(listing: CorpusListing, root: Path, corpus: str, expected: str) -> CorpusListing:
-    """Raise when a root held no usable clip, naming the layout that was expected."""
+    """Raise when a root held no usable clip, naming the layout that was expected (and the modalities
+    setting, when every clip lacked the same modality)."""
     if not listing.clips:
         detail = (
             f"; {len(listing.refused)} files refused, e.g. {listing.refused[0].item}: {listing.refused[0].reason}"
             if listing.refused
             else ""
         )
+        kinds = {refusal.kind for refusal in listing.refused}
+        hint = ONE_MODALITY_HINTS.get(kinds.pop()) if len(kinds) == 1 else None
+        detail += f"; {hint}" if hint else ""
         raise CorpusError(f"no {corpus} clips found under {root} (expected {expected}){detail}")
     return listing

@@ -39,9 +39,12 @@ def pooled_confusion(outcomes: list[RunOutcome]) -> dict[str, np.ndarray]:
     return pooled
 
 
-def write_protocol_results(outcomes: list[RunOutcome], out: Path, heading: dict) -> None:
+def write_protocol_results(
+    outcomes: list[RunOutcome], out: Path, heading: dict, figures: dict[str, str] | None = None
+) -> None:
     """results.csv (one row per fold), protocol.csv (mean and std over folds), confusion_pooled.csv and
-    .png, and summary.md; `heading` holds the protocol's title, its folds file, the command and seconds."""
+    .png, and summary.md; `heading` holds the protocol's title, its folds file, the command and seconds;
+    `figures` pictures already in `out` to show too ({caption: file name})."""
     from avdisentangle.evaluation import plots
 
     rows = [outcome.row for outcome in outcomes]
@@ -65,6 +68,7 @@ def write_protocol_results(outcomes: list[RunOutcome], out: Path, heading: dict)
             tables.protocol_table(stats),
             "",
             f"![{caption}](confusion_pooled.png)\n\n{caption}; counts in confusion_pooled.csv\n",
+            *(f"![{caption}]({name})\n\n{caption}\n" for caption, name in (figures or {}).items()),
         ]
     )
     (out / "summary.md").write_text(text)

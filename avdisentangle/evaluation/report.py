@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import numpy as np
 import yaml
 from jsonargparse import ArgumentParser
 
-from avdisentangle.data.cache import FeatureCache
+from avdisentangle.data.cache import CONTACT_SHEET, FeatureCache
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.data.protocols import FoldProtocol, corpus_folds, folds_text, protocol_for
 from avdisentangle.evaluation import analysis
@@ -163,6 +164,15 @@ def prepare_benchmark(configs: list[str], extra: list[str]) -> AVDataModule:
     return datamodule
 
 
+def copy_contact_sheet(datamodule: AVDataModule, out: Path) -> dict[str, str]:
+    """The cache's contact sheet of face crops beside the results, as {caption: file name} ({} without video)."""
+    sheet = datamodule.cache_location() / CONTACT_SHEET
+    if not sheet.exists():
+        return {}
+    shutil.copyfile(sheet, out / CONTACT_SHEET)
+    return {"Face crops as cached: a few clips per speaker (red: no face found, centre crop)": CONTACT_SHEET}
+
+
 def report_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="avdisentangle report",
@@ -261,6 +271,7 @@ def report(args: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     datamodule = prepare_benchmark(configs, config.fit_args)
+    figures = copy_contact_sheet(datamodule, out)
     if config.protocol == "speaker_folds":
         protocol = write_protocol_folds(datamodule, out / "folds.csv")
         specs = protocol_runs(strategies, config_dir, protocol.num_folds)
@@ -271,7 +282,7 @@ def report(args: list[str]) -> int:
     command = "python -m avdisentangle report " + " ".join(args)
     if config.protocol == "speaker_folds":
         heading = {"title": protocol.title, "folds_file": out / "folds.csv", "command": command}
-        write_protocol_results(outcomes, out, {**heading, "seconds": time.perf_counter() - started})
+        write_protocol_results(outcomes, out, {**heading, "seconds": time.perf_counter() - started}, figures)
         return 0
     defaults = {s: default_strength(config_dir / "strategy" / f"{s}.yaml") for s in strategies}
     heading = {
@@ -279,5 +290,5 @@ def report(args: list[str]) -> int:
         "command": command,
         "seconds": time.perf_counter() - started,
     }
-    write_results(outcomes, defaults, out, heading)
+    write_results(outcomes, defaults, out, heading, figures)
     return 0

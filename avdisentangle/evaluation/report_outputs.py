@@ -18,9 +18,12 @@ from avdisentangle.evaluation.runs import RunOutcome
 PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
 
 
-def write_results(outcomes: list[RunOutcome], defaults: dict, out: Path, heading: dict) -> None:
+def write_results(
+    outcomes: list[RunOutcome], defaults: dict, out: Path, heading: dict, figures: dict[str, str] | None = None
+) -> None:
     """results.csv/json, frontier.csv, unseen.csv, the plots and summary.md, from every run.
-    `defaults` holds each strategy's own strength; `heading` the command, profile and seconds."""
+    `defaults` holds each strategy's own strength; `heading` the command, profile and seconds;
+    `figures` pictures already in `out` to show too ({caption: file name}: the face crops' contact sheet)."""
     strategies = list(defaults)
     rows = [o.row for o in outcomes]
     analysis.add_paired_columns(rows)
@@ -35,7 +38,7 @@ def write_results(outcomes: list[RunOutcome], defaults: dict, out: Path, heading
     if unseen:
         tables.write_summary_csv(unseen, "unseen", out / "unseen.csv", defaults)
     best, sentence = analysis.verdict(closed) if closed else (None, "")
-    files = write_plots(outcomes, closed, best, defaults, out)
+    files = {**write_plots(outcomes, closed, best, defaults, out), **(figures or {})}
     text = summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, sentence, files, **heading)
     (out / "summary.md").write_text(text)
     print(text)

@@ -22,7 +22,6 @@ from avdisentangle.errors import UserError
 
 AudioEncoderFactory = Callable[[int], nn.Module]
 VideoEncoderFactory = Callable[[int, int], nn.Module]
-MODALITIES = ("audio", "video")
 # A factory, or its plain form.
 EncoderChoice = Union[Callable[..., nn.Module], str, dict]
 
@@ -79,12 +78,3 @@ def forget_weights_files(hparams: dict[str, Any]) -> None:
         if isinstance(spec, dict) and (spec.get("init_args") or {}).get("weights") is not None:
             hparams[name] = {**spec, "init_args": {**spec["init_args"], "weights": None}}
 
-
-def parse_modalities(spec: str) -> tuple[str, ...]:
-    """'video, audio' -> ('audio', 'video'): a validated, canonically ordered modality tuple."""
-    names = {name.strip() for name in spec.split(",") if name.strip()}
-    if not names or not names <= set(MODALITIES):
-        raise UserError(
-            f"modalities must be a non-empty comma-separated subset of {', '.join(MODALITIES)}; got {spec!r}"
-        )
-    return tuple(m for m in MODALITIES if m in names)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassRecall
 from torchmetrics.wrappers import ClasswiseWrapper
 
+from avdisentangle.data.modalities import parse_modalities
 from avdisentangle.data.splits import SPLIT_NAMES
 from avdisentangle.errors import UserError
 from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
@@ -28,7 +29,6 @@ from avdisentangle.models.factories import (
     build_encoders,
     encoder_spec,
     forget_weights_files,
-    parse_modalities,
 )
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
 from avdisentangle.models.metrics import task_metrics

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from avdisentangle.data.records import ClipRecord, CorpusError, CorpusListing, Refusal, require_clips
 
-MEDIA_SUFFIXES = (".wav", ".flv", ".mp4", ".avi")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")  # in order of preference when one stem has several
+VIDEO_SUFFIXES = (".flv", ".mp4", ".avi")
+MEDIA_SUFFIXES = AUDIO_SUFFIXES + VIDEO_SUFFIXES
 # A repository cloned without `git lfs` holds small text pointers where the media should be.
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 LFS_POINTER = "Git LFS pointer, not media"
@@ -70,12 +72,14 @@ def lfs_hint(refused: list[Refusal], total_files: int, root: Path) -> str | None
     return f"{pointers} of {total_files} files are Git LFS pointers, not media: run `git lfs pull` in {root}"
 
 
-def clip_file_refusals(root: Path, audio: Path, video: Path) -> list[Refusal]:
-    """One refusal per unusable file of a paired clip; the clip is kept only when this is empty.
+def clip_file_refusals(root: Path, audio: Path | None, video: Path | None) -> list[Refusal]:
+    """One refusal per unusable file of a clip; the clip is kept only when this is empty.
 
-    Audio and video may be one file (a video whose audio track is used), which is then checked once.
+    Only the files of the modalities the run reads are given (the other is None). Audio and video may
+    be one file (a video whose audio track is used), which is then checked once.
     """
     kinds = {audio: "audio", video: "video"} if audio != video else {audio: "audio-video"}
+    kinds.pop(None, None)
     return [
         Refusal(relative(path, root), problem) for path, kind in kinds.items() if (problem := file_problem(path, kind))
     ]

@@ -2,6 +2,8 @@
 
 The modality field (01 audio-video, 02 video-only, 03 audio-only) splits one recording into
 several files, so a clip is identified by the six other fields and its files are paired by them.
+A run reads the files of its modalities only: the speech set as most papers use it (`03-*.wav`
+alone, "Audio_Speech_Actors_01-24") is a whole audio-only corpus.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avdisentangle.data.corpora._files import clip_file_refusals, finish, is_media, list_folder, relative
+from avdisentangle.data.modalities import MODALITIES, parse_modalities
 from avdisentangle.data.records import ClipRecord, CorpusListing, Refusal, require_root
 
 MODALITY_SUFFIX = {"01": ".mp4", "02": ".mp4", "03": ".wav"}
@@ -31,7 +34,13 @@ FIELD_CODES = {
     "actor": tuple(f"{n:02d}" for n in range(1, 25)),
 }
 ACTOR_FOLDER = re.compile(r"Actor_(\d\d)")
-EXPECTED = "Actor_NN/MM-VV-EE-II-SS-RR-AA.mp4 (modality 01/02) with .wav (modality 03) beside it"
+EXPECTED = {
+    ("audio", "video"): "Actor_NN/MM-VV-EE-II-SS-RR-AA.mp4 (modality 01/02) with .wav (modality 03) beside it",
+    ("audio",): "Actor_NN/03-VV-EE-II-SS-RR-AA.wav (audio-only) or 01-*.mp4 (audio-video)",
+    ("video",): "Actor_NN/02-VV-EE-II-SS-RR-AA.mp4 (video-only) or 01-*.mp4 (audio-video)",
+}
+# Where each modality comes from, in order of preference: a video's audio track serves as audio.
+SOURCES = {"audio": ("03", "01"), "video": ("02", "01")}
 
 
 def parse_name(name: str) -> list[str]:
@@ -95,8 +104,18 @@ def _files_by_clip(root: Path, channels: set[str], refused: list[Refusal]) -> di
     return files_by_clip
 
 
-def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = ("speech",)) -> CorpusListing:
-    """Pair each recording's video (02 preferred, else 01) with its audio (03 wav, else the 01 mp4's track)."""
+def _missing_reason(modality: str, clip_id: str) -> str:
+    if modality == "audio":
+        return f"missing audio file: no 03-{clip_id}.wav, nor 01-{clip_id}.mp4 whose audio track could serve"
+    return f"missing video file: no 02-{clip_id}.mp4 or 01-{clip_id}.mp4 beside it"
+
+
+def read_ravdess(
+    root: str | Path | None, vocal_channels: str | Sequence[str] = ("speech",), modalities: Sequence[str] = MODALITIES
+) -> CorpusListing:
+    """Each recording's file of every modality the run reads: video 02 (else the 01 mp4), audio 03
+    (else the 01 mp4's track)."""
+    modalities = parse_modalities(modalities)
     channels = _check_channels(vocal_channels)
     root = require_root(root, "ravdess")
     refused: list[Refusal] = []
@@ -105,17 +124,16 @@ def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = 
     clips = []
     for key, by_modality in sorted(files_by_clip.items()):
         clip_id = "-".join(key)
-        video = by_modality.get("02") or by_modality.get("01")
-        audio = by_modality.get("03") or by_modality.get("01")
-        if video is None:
-            reason = f"missing video file: no 02-{clip_id}.mp4 or 01-{clip_id}.mp4 beside it"
-            refused.append(Refusal(relative(audio, root), reason))
+        paths = {
+            modality: next((by_modality[code] for code in SOURCES[modality] if code in by_modality), None)
+            for modality in modalities
+        }
+        absent = [modality for modality, path in paths.items() if path is None]
+        if absent:
+            present = next(iter(by_modality.values()))
+            refused.append(Refusal(relative(present, root), _missing_reason(absent[0], clip_id)))
             continue
-        if audio is None:
-            reason = f"missing audio file: no 03-{clip_id}.wav, nor 01-{clip_id}.mp4 whose audio track could serve"
-            refused.append(Refusal(relative(video, root), reason))
-            continue
-        unusable = clip_file_refusals(root, audio, video)
+        unusable = clip_file_refusals(root, paths.get("audio"), paths.get("video"))
         if unusable:
             refused.extend(unusable)
             continue
@@ -123,8 +141,8 @@ def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = 
         clips.append(
             ClipRecord(
                 clip_id=clip_id,
-                audio_path=audio,
-                video_path=video,
+                audio_path=paths.get("audio"),
+                video_path=paths.get("video"),
                 speaker=actor,
                 emotion=EMOTION_BY_CODE[emotion],
                 extras={
@@ -135,4 +153,4 @@ def read_ravdess(root: str | Path | None, vocal_channels: str | Sequence[str] = 
                 },
             )
         )
-    return finish(clips, refused, root, "ravdess", EXPECTED)
+    return finish(clips, refused, root, "ravdess", EXPECTED[modalities])
