@@ -16,6 +16,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader
 
+from avdisentangle.data.augment import AudioAugment
 from avdisentangle.data.cache import FeatureCache, PrepareSummary, cache_dir_for, prepare_cache, read_summary
 from avdisentangle.data.corpora import CORPORA, read_corpus
 from avdisentangle.data.corpora.loose import read_loose_files
@@ -26,6 +27,7 @@ from avdisentangle.data.extraction import extract_in_memory
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.protocols import corpus_folds, protocol_for
 from avdisentangle.data.records import CorpusError, CorpusListing, require_root
+from avdisentangle.data.speaker_norm import SpeakerNormaliser
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 from avdisentangle.errors import UserError
@@ -34,7 +36,7 @@ PREDICT_SPLITS = (*SPLIT_NAMES, "all")
 
 # Checkpoints store the DataModule's hyperparameters, these dataclasses among them; allow them
 # in torch.load's safe (weights-only) unpickler so checkpoints reload without trusting pickle.
-torch.serialization.add_safe_globals([FeatureConfig, SyntheticConfig])
+torch.serialization.add_safe_globals([FeatureConfig, SyntheticConfig, AudioAugment])
 
 
 class AVDataModule(L.LightningDataModule):
@@ -47,6 +49,9 @@ class AVDataModule(L.LightningDataModule):
         features: audio and video feature settings, and which modalities to read (`features.modalities`:
             audio,video, audio or video; linked into the model's); any change builds a new cache.
         synthetic: the built-in corpus' size and speaker-emotion entanglement.
+        augment: training-time crops and masks of the log-mel (`augment.py`); off by default.
+        speaker_norm: standardise each speaker's log-mel per mel bin, from all of that speaker's clips
+            (`speaker_norm.py`; no labels needed, so an unseen speaker's own clips give theirs).
         vocal_channels: RAVDESS only: speech and/or song.
         split: closed_set (every speaker in train/val/test), speaker_independent (whole speakers
             held out), speaker_folds (k-fold over speakers) or protocol_folds (the published folds).
@@ -77,6 +82,8 @@ class AVDataModule(L.LightningDataModule):
         cache_dir: str = "data/cache",
         features: FeatureConfig = FeatureConfig(),
         synthetic: SyntheticConfig = SyntheticConfig(),
+        augment: AudioAugment = AudioAugment(),
+        speaker_norm: bool = False,
         vocal_channels: tuple[str, ...] = ("speech",),
         split: str = "closed_set",
         val_fraction: float = 0.15,
@@ -113,6 +120,9 @@ class AVDataModule(L.LightningDataModule):
         self.cache_root = Path(cache_dir)
         self.features = features
         self.synthetic = synthetic
+        self.augment = augment
+        self.speaker_norm = speaker_norm
+        self.normaliser: SpeakerNormaliser | None = None
         self.vocal_channels = tuple(vocal_channels)
         self.split = split
         self.val_fraction = val_fraction
@@ -186,6 +196,8 @@ class AVDataModule(L.LightningDataModule):
         if not cache.clips:
             raise CorpusError(f"every clip of the {self.corpus} corpus was refused; see {cache.path / 'refused.csv'}")
         self.emotion_names, self.speaker_names = cache.emotion_names, cache.speaker_names
+        if self.speaker_norm and cache.audio is not None:
+            self.normaliser = SpeakerNormaliser.fit(cache.audio, cache.column("speaker"))
         self.emotion_ids = np.searchsorted(self.emotion_names, cache.column("emotion")).astype(np.int64)
         self.speaker_ids = np.searchsorted(self.speaker_names, cache.column("speaker")).astype(np.int64)
         if self.label_space_from is not None:
@@ -255,10 +267,16 @@ class AVDataModule(L.LightningDataModule):
         weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
         return (weights * len(weights) / weights.sum()).round(6).tolist() if counts.any() else None
 
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Augment training batches on their device; every other batch is the cached features as they are."""
+        if self.augment.active and "audio" in batch and self.trainer is not None and self.trainer.training:
+            batch = {**batch, "audio": self.augment(batch["audio"], self.features.hop_ms)}
+        return batch
+
     # ---- loaders -----------------------------------------------------------------------------
     def dataset(self, split: str) -> CachedClips:
         self.require_setup()
-        return CachedClips(self.cache, self.splits[split], self.emotion_ids, self.speaker_ids)
+        return CachedClips(self.cache, self.splits[split], self.emotion_ids, self.speaker_ids, self.normaliser)
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
         dataset = self.dataset(split)
@@ -298,4 +316,5 @@ class AVDataModule(L.LightningDataModule):
         if not table.clips:
             raise CorpusError(f"nothing to predict: all {len(refused)} inputs were refused (reasons above)")
         unknown = np.full(len(table.clips), -1, dtype=np.int64)
-        return CachedClips(table, np.arange(len(table.clips)), unknown, unknown)
+        normaliser = self.normaliser and self.normaliser.for_clips(table.audio, unknown)  # one group: one speaker
+        return CachedClips(table, np.arange(len(table.clips)), unknown, unknown, normaliser)

@@ -11,16 +11,26 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import Dataset
 
 from avdisentangle.data.extraction import FeatureTable
+from avdisentangle.data.speaker_norm import SpeakerNormaliser
 
 
 class CachedClips(Dataset):
-    """Rows of a feature table (the cache, or loose clips) as samples; `__getitems__` gathers a whole batch at once."""
+    """Rows of a feature table (the cache, or loose clips) as samples; `__getitems__` gathers a whole batch at once.
+    With a `normaliser`, each clip's log-mel is normalised for its speaker (`speaker_norm.py`)."""
 
-    def __init__(self, table: FeatureTable, indices: np.ndarray, emotion_ids: np.ndarray, speaker_ids: np.ndarray):
+    def __init__(
+        self,
+        table: FeatureTable,
+        indices: np.ndarray,
+        emotion_ids: np.ndarray,
+        speaker_ids: np.ndarray,
+        normaliser: SpeakerNormaliser | None = None,
+    ):
         self.table = table
         self.indices = indices
         self.emotion_ids = emotion_ids
         self.speaker_ids = speaker_ids
+        self.normaliser = normaliser
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -34,7 +44,9 @@ class CachedClips(Dataset):
         rows = self.indices[np.asarray(positions)]
         features = {}
         if self.table.audio is not None:
-            features["audio"] = torch.from_numpy(self.table.audio[rows].astype(np.float32)).unsqueeze(1)
+            audio = self.table.audio[rows].astype(np.float32)
+            audio = audio if self.normaliser is None else self.normaliser(audio, rows)
+            features["audio"] = torch.from_numpy(audio).unsqueeze(1)
         if self.table.video is not None:
             features["video"] = torch.from_numpy(np.ascontiguousarray(self.table.video[rows]))
         return {
