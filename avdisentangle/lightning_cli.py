@@ -4,13 +4,15 @@
 weights and the video channel count from the DataModule (`link_arguments`), so a config never types
 them. Every logger receives the whole resolved config (`LoggedConfig`), so a run's records say what
 it was: trainer, seed, strategy callbacks and their settings, not only the model's hyperparameters.
-`run_lightning` runs one such command from a list of arguments; the command line (`cli.py`)
-and the report's runs (`evaluation/runs.py`) both call it, so neither imports the other.
+`--ckpt_path` is opened with the package's one reader (`checkpoints.py`). `run_lightning` runs one such
+command from a list of arguments; the command line (`cli.py`) and the report's runs
+(`evaluation/runs.py`) both call it, so neither imports the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -23,11 +25,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from omegaconf.errors import OmegaConfBaseException
 
+from avdisentangle.checkpoints import check_weights_fit, checkpoint_file, read_checkpoint, read_to_resume, weight_shapes
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.divergence import DivergenceGuard
 from avdisentangle.errors import UserError
 from avdisentangle.evaluation.leakage import LeakageProbe
-from avdisentangle.models.multitask import MultitaskAVModule
+from avdisentangle.models.multitask import STRATEGY_PREFIX, MultitaskAVModule
 from avdisentangle.prediction import PredictionWriter
 from avdisentangle.strategies import DisentanglementStrategy
 from avdisentangle.wandb_records import WandbRecords
@@ -84,6 +87,36 @@ class AVLightningCLI(LightningCLI):
     def parse_arguments(self, parser, args) -> None:
         with interpolation_errors():
             super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Open `--ckpt_path` with the package's reader, where Lightning would `torch.load` it (a damaged file was
+        a traceback), then take the model's settings from it as Lightning does. `last` becomes the file it names,
+        so that the file checked here is the one the trainer loads; a damaged one, resumed by `fit`, names the
+        newest intact checkpoint beside it instead."""
+        self.checkpoint_file, self.checkpoint_weights = None, {}
+        subcommand = self.config.get("subcommand")
+        settings = self.config[subcommand] if subcommand else None
+        path = checkpoint_file(settings.ckpt_path, settings.checkpoint.dirpath) if settings else None
+        if path is None:
+            return
+        settings.ckpt_path = str(path)
+        weights_only = settings.get("weights_only") is not False
+        if subcommand == "fit":
+            checkpoint = read_to_resume(path, weights_only)
+        else:
+            checkpoint = read_checkpoint(path, weights_only=weights_only, mmap=True)
+        self.checkpoint_file, self.checkpoint_weights = path, weight_shapes(checkpoint["state_dict"], STRATEGY_PREFIX)
+        known = inspect.signature(MultitaskAVModule).parameters
+        model = {key: value for key, value in checkpoint["hyper_parameters"].items() if key in known}
+        if model:
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+    def after_instantiate_classes(self) -> None:
+        """A checkpoint whose weights do not fit the model built from the config and the data is one line, before
+        the run (strategies attach their modules later; Lightning checks those when it loads them)."""
+        if self.checkpoint_file is not None:
+            model = weight_shapes(self.model.state_dict(), STRATEGY_PREFIX)
+            check_weights_fit(model, self.checkpoint_weights, self.checkpoint_file)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback)."""
