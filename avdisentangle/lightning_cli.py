@@ -4,9 +4,10 @@
 weights and the video channel count from the DataModule (`link_arguments`), so a config never types
 them. Every logger receives the whole resolved config (`LoggedConfig`), so a run's records say what
 it was: trainer, seed, strategy callbacks and their settings, not only the model's hyperparameters.
-`--ckpt_path` is opened with the package's one reader (`checkpoints.py`). `run_lightning` runs one such
-command from a list of arguments; the command line (`cli.py`) and the report's runs
-(`evaluation/runs.py`) both call it, so neither imports the other.
+`--ckpt_path` is opened with the package's one reader (`checkpoints.py`), and every trainer writes its
+checkpoints atomically (`checkpoint_io.py`). `run_lightning` runs one such command from a list of
+arguments; the command line (`cli.py`) and the report's runs (`evaluation/runs.py`) both call it, so
+neither imports the other.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from omegaconf.errors import OmegaConfBaseException
 
+from avdisentangle.checkpoint_io import with_atomic_checkpoints
 from avdisentangle.checkpoints import check_weights_fit, checkpoint_file, read_checkpoint, read_to_resume, weight_shapes
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.divergence import DivergenceGuard
@@ -119,9 +121,11 @@ class AVLightningCLI(LightningCLI):
             check_weights_fit(model, self.checkpoint_weights, self.checkpoint_file)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback)."""
-        refuse_repeated_strategies(self._get(self.config_init, "trainer", default={}).get("callbacks"))
-        return super().instantiate_trainer(**kwargs)
+        """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback), with atomic
+        checkpoint writes unless the config names a checkpoint IO of its own."""
+        config = self._get(self.config_init, "trainer", default={})
+        refuse_repeated_strategies(config.get("callbacks"))
+        return super().instantiate_trainer(plugins=with_atomic_checkpoints(config.get("plugins")), **kwargs)
 
 
 def set_matmul_precision(precision: str) -> None:

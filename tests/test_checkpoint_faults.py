@@ -1,19 +1,25 @@
 """Checkpoints as a kill, a full disk or a mix-up leave them (README, fault matrix): every command that opens
-one answers a damaged file in one line with exit code 2."""
+one answers a damaged file in one line with exit code 2, and a save cut short keeps the previous checkpoint
+whole and resumable."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from avdisentangle.checkpoint_io import AtomicCheckpointIO, write_atomically
 from avdisentangle.checkpoints import read_checkpoint
 from avdisentangle.cli import main
 from avdisentangle.errors import UserError
 from tests.generated_layouts import run_args
 from tests.helpers import FEATURE_ARGS
+
+FULL_DISK = OSError(errno.ENOSPC, "No space left on device")
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +141,68 @@ def test_resuming_from_a_damaged_last_names_the_newest_intact_checkpoint(trained
     assert line.startswith(f"error: cannot resume: {checkpoints / 'last.ckpt'} is truncated")
     assert line.endswith(f"the newest intact checkpoint there is {best.name} (epoch 0): resume with --ckpt_path={best}")
     assert sorted(path.name for path in checkpoints.iterdir()) == ["best-epoch=00.ckpt", "last.ckpt"]  # nothing ran
+
+
+def interrupt_writes_to(name: str, monkeypatch) -> None:
+    """A full disk whenever a file named `name` is about to replace the old one: after the write, before the rename."""
+    replace = os.replace
+
+    def full_disk(source, target, *args, **kwargs):
+        if Path(target).name == name:
+            raise FULL_DISK
+        return replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", full_disk)
+
+
+def test_a_save_cut_short_keeps_the_previous_checkpoint_and_fit_resumes_from_it(
+    trained, tiny_corpus, tmp_path, monkeypatch, single_thread
+):
+    checkpoints = copy_of_run(trained, tmp_path)
+    before = (checkpoints / "last.ckpt").read_bytes()
+    args = run_args("fit", "cremad", tiny_corpus, trained / "cache", tmp_path, "--trainer.max_epochs=2")
+    with monkeypatch.context() as patch:
+        interrupt_writes_to("last.ckpt", patch)
+        with pytest.raises(OSError, match="No space left on device"):
+            main([*args, "--ckpt_path=last"])  # epoch 1 trains, then its save of last.ckpt fails
+    assert (checkpoints / "last.ckpt").read_bytes() == before
+    assert read_checkpoint(checkpoints / "last.ckpt")["epoch"] == 0
+    assert not [path.name for path in checkpoints.iterdir() if "partial" in path.name]
+    assert main([*args, "--ckpt_path=last"]) == 0
+    assert read_checkpoint(checkpoints / "last.ckpt")["epoch"] == 1
+
+
+def write_half_then_fill_the_disk(handle) -> None:
+    handle.write(b"PK\x03\x04" + bytes(1000))
+    raise FULL_DISK
+
+
+@pytest.mark.parametrize("where", ["during the write", "before the rename"])
+def test_an_interrupted_write_leaves_the_old_file_whole_and_nothing_else(where, tmp_path, monkeypatch):
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"hyper_parameters": {}, "state_dict": {}, "epoch": 3}, target)
+    before = target.read_bytes()
+    if where == "before the rename":
+        interrupt_writes_to(target.name, monkeypatch)
+        write = lambda handle: torch.save({"epoch": 4}, handle)  # noqa: E731
+    else:
+        write = write_half_then_fill_the_disk
+    with pytest.raises(OSError, match="No space left on device"):
+        write_atomically(target, write)
+    assert target.read_bytes() == before and read_checkpoint(target)["epoch"] == 3
+    assert [path.name for path in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_the_new_file_is_written_beside_the_old_one_and_renamed_over_it(tmp_path, monkeypatch):
+    """A rename within one folder is atomic; a move from another file system is a copy into the target."""
+    renames, replace = [], os.replace
+
+    def recorded(source, target):
+        renames.append((source, target))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recorded)
+    AtomicCheckpointIO().save_checkpoint({"hyper_parameters": {}, "state_dict": {}, "epoch": 1}, tmp_path / "a.ckpt")
+    ((source, target),) = renames
+    assert Path(source).parent == Path(target).parent == tmp_path and Path(target).name == "a.ckpt"
+    assert AtomicCheckpointIO().load_checkpoint(tmp_path / "a.ckpt")["epoch"] == 1
