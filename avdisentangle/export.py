@@ -21,8 +21,10 @@ from lightning.pytorch.core.module import _jit_is_scripting
 from torch import Tensor, nn
 
 import avdisentangle.data.datamodule  # noqa: F401  (lets torch.load's safe unpickler read the data settings)
+from avdisentangle.checkpoints import read_checkpoint
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.errors import ExpectedFailure, UserError
+from avdisentangle.models.from_checkpoint import module_from_checkpoint
 from avdisentangle.models.multitask import MultitaskAVModule
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt"}
@@ -154,18 +156,6 @@ def difference_from_checkpoint(module: MultitaskAVModule, run: Runner, shapes: d
     return max(float((got - expected[name]).abs().max()) for name, got in zip(OUTPUT_NAMES, exported))
 
 
-def read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
-        raise UserError(f"cannot read {path}: not a checkpoint torch loads safely ({type(error).__name__})") from error
-    if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
-        raise UserError(f"{path} is not a checkpoint written by fit (it has no model hyperparameters)")
-    return checkpoint
-
-
 def require_onnx() -> None:
     missing = []
     for name in ONNX_PACKAGES:
@@ -204,7 +194,7 @@ def export(args: list[str]) -> int:
         require_onnx()
     ckpt_path = Path(options.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
-    module = MultitaskAVModule.load_from_checkpoint(ckpt_path, map_location="cpu").eval().requires_grad_(False)
+    module = module_from_checkpoint(checkpoint, ckpt_path).eval().requires_grad_(False)
     shapes = feature_shapes(checkpoint, module.modalities, options)
     model = InferenceModel(module).eval()
     example = random_features(shapes, TRACE_BATCH, seed=0)

@@ -4,13 +4,16 @@
 weights and the video channel count from the DataModule (`link_arguments`), so a config never types
 them. Every logger receives the whole resolved config (`LoggedConfig`), so a run's records say what
 it was: trainer, seed, strategy callbacks and their settings, not only the model's hyperparameters.
-`run_lightning` runs one such command from a list of arguments; the command line (`cli.py`)
-and the report's runs (`evaluation/runs.py`) both call it, so neither imports the other.
+`--ckpt_path` is opened with the package's one reader (`checkpoints.py`), and every trainer writes its
+checkpoints atomically (`checkpoint_io.py`). `run_lightning` runs one such command from a list of
+arguments; the command line (`cli.py`) and the report's runs (`evaluation/runs.py`) both call it, so
+neither imports the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -23,11 +26,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from omegaconf.errors import OmegaConfBaseException
 
+from avdisentangle.checkpoint_io import with_atomic_checkpoints
+from avdisentangle.checkpoints import check_weights_fit, checkpoint_file, read_checkpoint, read_to_resume, weight_shapes
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.divergence import DivergenceGuard
 from avdisentangle.errors import UserError
 from avdisentangle.evaluation.leakage import LeakageProbe
-from avdisentangle.models.multitask import MultitaskAVModule
+from avdisentangle.models.multitask import STRATEGY_PREFIX, MultitaskAVModule
 from avdisentangle.prediction import PredictionWriter
 from avdisentangle.strategies import DisentanglementStrategy
 from avdisentangle.wandb_records import WandbRecords
@@ -87,10 +92,42 @@ class AVLightningCLI(LightningCLI):
         with interpolation_errors():
             super().parse_arguments(parser, args)
 
+    def _parse_ckpt_path(self) -> None:
+        """Open `--ckpt_path` with the package's reader, where Lightning would `torch.load` it (a damaged file was
+        a traceback), then take the model's settings from it as Lightning does. `last` becomes the file it names,
+        so that the file checked here is the one the trainer loads; a damaged one, resumed by `fit`, names the
+        newest intact checkpoint beside it instead."""
+        self.checkpoint_file, self.checkpoint_weights = None, {}
+        subcommand = self.config.get("subcommand")
+        settings = self.config[subcommand] if subcommand else None
+        path = checkpoint_file(settings.ckpt_path, settings.checkpoint.dirpath) if settings else None
+        if path is None:
+            return
+        settings.ckpt_path = str(path)
+        weights_only = settings.get("weights_only") is not False
+        if subcommand == "fit":
+            checkpoint = read_to_resume(path, weights_only)
+        else:
+            checkpoint = read_checkpoint(path, weights_only=weights_only, mmap=True)
+        self.checkpoint_file, self.checkpoint_weights = path, weight_shapes(checkpoint["state_dict"], STRATEGY_PREFIX)
+        known = inspect.signature(MultitaskAVModule).parameters
+        model = {key: value for key, value in checkpoint["hyper_parameters"].items() if key in known}
+        if model:
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+    def after_instantiate_classes(self) -> None:
+        """A checkpoint whose weights do not fit the model built from the config and the data is one line, before
+        the run (strategies attach their modules later; Lightning checks those when it loads them)."""
+        if self.checkpoint_file is not None:
+            model = weight_shapes(self.model.state_dict(), STRATEGY_PREFIX)
+            check_weights_fit(model, self.checkpoint_weights, self.checkpoint_file)
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback)."""
-        refuse_repeated_strategies(self._get(self.config_init, "trainer", default={}).get("callbacks"))
-        return super().instantiate_trainer(**kwargs)
+        """The trainer, once no strategy is configured twice (Lightning would refuse with a traceback), with atomic
+        checkpoint writes unless the config names a checkpoint IO of its own."""
+        config = self._get(self.config_init, "trainer", default={})
+        refuse_repeated_strategies(config.get("callbacks"))
+        return super().instantiate_trainer(plugins=with_atomic_checkpoints(config.get("plugins")), **kwargs)
 
 
 def set_matmul_precision(precision: str) -> None:

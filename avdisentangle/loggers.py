@@ -53,21 +53,17 @@ class AutoWandbLogger(WandbLogger):
         log_model: bool = False,
         **kwargs,
     ):
+        os.makedirs(save_dir, exist_ok=True)
+        # W&B stages artifacts (the checkpoints) in $WANDB_DATA_DIR, by default a folder in the home directory; keep
+        # them beside the offline runs that `wandb sync` uploads them with. Set before asking W&B for credentials,
+        # which fixes its settings for the process: a W&B variable changed later is warned about, and ignored.
+        os.environ.setdefault("WANDB_DATA_DIR", os.path.join(save_dir, "wandb", "staging"))
         if offline is None:
             offline = wandb_offline()
-        os.makedirs(save_dir, exist_ok=True)
         if offline:
-            # W&B stages offline artifacts (the checkpoints) in $WANDB_DATA_DIR, by default a folder in the home
-            # directory; keep them beside the offline runs that `wandb sync` uploads them with.
-            os.environ.setdefault("WANDB_DATA_DIR", os.path.join(save_dir, "wandb", "staging"))
-            # Said to wandb.init itself: Lightning sets WANDB_MODE only later, after asking W&B for credentials
-            # (wandb_logged_in) has fixed W&B's settings, so an offline run would still try to log in.
+            # Said to wandb.init, not to Lightning's `offline`: that sets WANDB_MODE after W&B's settings are fixed.
             kwargs["mode"] = "offline"
-        super().__init__(
-            project=project,
-            save_dir=save_dir,
-            name=name,
-            offline=offline,
-            log_model=log_model and not offline,
-            **kwargs,
-        )
+        super().__init__(project=project, save_dir=save_dir, name=name, log_model=log_model and not offline, **kwargs)
+        # Lightning passes `anonymous=None` to wandb.init, which W&B warns has no effect.
+        if self._wandb_init.get("anonymous") is None:
+            del self._wandb_init["anonymous"]

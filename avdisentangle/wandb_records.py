@@ -4,12 +4,15 @@
   and as the report's row-normalised picture.
 - After `fit`: the best and the last checkpoint, as versions of one `model` artifact (aliases "best"
   and "latest"). Lightning's `log_model` uploads only online; offline, `log_artifact` records the
-  artifact in the run and copies the file to W&B's staging folder ($WANDB_DATA_DIR; `AutoWandbLogger`
-  puts it beside the offline runs, `logs/wandb/staging`), from where `wandb sync` uploads it.
+  artifact in the run, with a copy of the file in W&B's staging folder ($WANDB_DATA_DIR; `AutoWandbLogger`
+  puts it beside the offline runs, `logs/wandb/staging`), from where `wandb sync` uploads it. The copy
+  is written whole or not at all, as the checkpoints are (`checkpoint_io.py`).
 """
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import lightning.pytorch as L
 import numpy as np
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+
+from avdisentangle.checkpoint_io import write_atomically
 
 CONFUSION_CHART = "test/emotion/confusion_matrix"
 CONFUSION_IMAGE = "test/emotion/confusion_matrix_image"
@@ -63,8 +68,20 @@ class WandbRecords(L.Callback):
             run = logger.experiment
             for path, aliases in files.items():
                 artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"original_filename": path.name})
-                artifact.add_file(str(path), name="model.ckpt")  # the name Lightning's own upload gives it
+                # "model.ckpt": the name Lightning's own upload gives it. Staged here, not by W&B's plain copy.
+                artifact.add_file(str(staged_copy(path, run.id)), name="model.ckpt", policy="immutable")
                 run.log_artifact(artifact, aliases=aliases)
+
+
+def staged_copy(path: Path, run_id: str) -> Path:
+    """A copy of a checkpoint in W&B's staging folder, written atomically (`write_atomically`), for `wandb sync` to
+    upload: the checkpoint itself changes when a run resumes. W&B's core deletes it once uploaded, as its own."""
+    from wandb.sdk.artifacts.staging import get_staging_dir
+
+    staged = Path(get_staging_dir()) / f"model-{run_id}-{secrets.token_hex(4)}-{path.name}"
+    with path.open("rb") as source:
+        write_atomically(staged, lambda handle: shutil.copyfileobj(source, handle))
+    return staged
 
 
 def wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:

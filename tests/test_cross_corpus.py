@@ -92,10 +92,10 @@ def test_label_space_from_refuses_fit_other_features_and_non_checkpoints(trained
     other = FeatureConfig(**{**vars(TINY_FEATURES), "n_mels": 16})
     with pytest.raises(UserError, match=r"n_mels=16 \(checkpoint: 32\)"):
         CheckpointLabelSpace.load(str(checkpoint), other)
-    with pytest.raises(UserError, match="no checkpoint file"):
+    with pytest.raises(UserError, match="^data.label_space_from: no checkpoint at "):
         CheckpointLabelSpace.load(str(tmp_path / "missing.ckpt"), TINY_FEATURES)
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    with pytest.raises(UserError, match="not a readable checkpoint"):
+    with pytest.raises(UserError, match="notes.ckpt is not a checkpoint: neither a zip archive nor a pickle"):
         CheckpointLabelSpace.load(str(tmp_path / "notes.ckpt"), TINY_FEATURES)
     ravdess = AVDataModule(
         corpus="ravdess",

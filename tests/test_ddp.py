@@ -1,6 +1,6 @@
 """Multi-process training through Lightning's DDP strategy on CPU (gloo): a 2-process fit learns
-like the single-process fit with the same global batch, and evaluation under 2 processes counts
-every clip exactly once (metrics equal to the single-process ones)."""
+like the single-process fit with the same global batch, writes its checkpoints whole from rank 0 only,
+and evaluation under 2 processes counts every clip exactly once (metrics equal to the single-process ones)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 
+from avdisentangle.checkpoint_io import AtomicCheckpointIO
+from avdisentangle.checkpoints import read_checkpoint
+from avdisentangle.data.datamodule import AVDataModule
+from avdisentangle.lightning_cli import PARSER_MODE, AVLightningCLI
+from avdisentangle.models import MultitaskAVModule
 from tests.helpers import fit_args, metrics_rows, run
 
 pytestmark = pytest.mark.skipif(
@@ -59,12 +65,30 @@ def test_ddp_fit_learns_like_the_single_process_fit(fitted):
         assert losses[-1] < losses[0] - 0.2, "the run should learn"
 
 
+def test_ddp_checkpoints_are_whole_and_written_by_rank_0_only(tiny_corpus, fitted, tmp_path, monkeypatch):
+    checkpoints = fitted["ddp"] / "checkpoints"
+    names = sorted(path.name for path in checkpoints.iterdir())  # a partial file left behind would be listed
+    assert len(names) == 2 and names[0].startswith("best-") and names[1] == "last.ckpt"
+    assert read_checkpoint(checkpoints / "last.ckpt")["epoch"] == 7
+    # The trainer the command line builds for a DDP run writes through the atomic checkpoint IO; rank 1 writes nothing.
+    args = fit_args(tiny_corpus, fitted["ddp"], *COMMON, "--trainer.logger=false", *RUNS["ddp"])[4:]
+    monkeypatch.setattr(sys, "argv", ["avdisentangle"])  # the arguments are given, not this process's own
+    parsing = {"parser_mode": PARSER_MODE}
+    trainer = AVLightningCLI(MultitaskAVModule, AVDataModule, args=args, run=False, parser_kwargs=parsing).trainer
+    assert isinstance(trainer.strategy, DDPStrategy) and isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    checkpoint = {"hyper_parameters": {}, "state_dict": {}, "epoch": 0}
+    for rank in (1, 0):
+        trainer.strategy.cluster_environment.set_global_rank(rank)
+        trainer.strategy.save_checkpoint(checkpoint, tmp_path / f"rank{rank}.ckpt")
+    assert [path.name for path in tmp_path.iterdir()] == ["rank0.ckpt"]
+
+
 def printed_metrics(stdout: str) -> dict[str, float]:
     """The metric table Lightning prints after `test`."""
     return {name: float(value) for name, value in re.findall(r"(test/[\w/]+)\s+([-\d.e]+)", stdout)}
 
 
-def test_ddp_evaluation_counts_every_clip_once(tiny_corpus, fitted, tmp_path):
+def test_ddp_evaluation_counts_every_clip_once(tiny_corpus, fitted, tmp_path, monkeypatch):
     last = fitted["ddp"] / "checkpoints" / "last.ckpt"
     assert last.exists()
     # The test split has 7 clips: a padding sampler would count one of them twice on 2 processes.

@@ -11,13 +11,11 @@ them; there is nothing to train on.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
+from avdisentangle.checkpoints import read_checkpoint
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.label_maps import emotion_map
 from avdisentangle.errors import UserError
@@ -48,13 +46,11 @@ class CheckpointLabelSpace:
     def load(cls, path: str, features: FeatureConfig) -> CheckpointLabelSpace:
         """Read the label space from a checkpoint written by `fit`; its features must be `features`
         (a model sees only the features it was trained on)."""
-        if not Path(path).is_file():
-            raise UserError(f"data.label_space_from: no checkpoint file at {path}")
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
-            raise UserError(f"data.label_space_from: {path} is not a readable checkpoint ({error})") from None
-        model = checkpoint.get("hyper_parameters", {})
+            checkpoint = read_checkpoint(path, mmap=True)
+        except UserError as error:
+            raise UserError(f"data.label_space_from: {error}") from error
+        model = checkpoint["hyper_parameters"]
         data = checkpoint.get("datamodule_hyper_parameters", {})
         if not model.get("emotion_label_names") or "corpus" not in data:
             raise UserError(f"data.label_space_from: {path} holds no emotion names or corpus (not written by fit)")

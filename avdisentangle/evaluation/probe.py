@@ -221,9 +221,10 @@ def format_probe_table(results: dict[str, float]) -> str:
 
 def probe_checkpoint(ckpt_path: str, datamodule, seed: int = 0) -> dict[str, float]:
     """Load a checkpoint's model (its strategy modules are dropped), check it matches the data, probe it."""
-    from avdisentangle.models.multitask import MultitaskAVModule
+    from avdisentangle.checkpoints import read_checkpoint
+    from avdisentangle.models.from_checkpoint import module_from_checkpoint
 
-    model = MultitaskAVModule.load_from_checkpoint(ckpt_path, map_location="cpu").eval()
+    model = module_from_checkpoint(read_checkpoint(ckpt_path), ckpt_path).eval()
     datamodule.setup("test")
     expected = {"num_emotions": datamodule.num_emotions, "num_speakers": datamodule.num_speakers}
     found = {key: model.hparams[key] for key in expected}
