@@ -15,7 +15,9 @@ import torch
 from avdisentangle.data.splits import make_splits
 from avdisentangle.evaluation.leakage import (
     FLOOR,
+    FLOOR_INFO_BITS,
     SPEAKER_FROM_EMOTION,
+    SPEAKER_INFO_BITS,
     TRADEOFF,
     LeakageProbe,
     probe_sets,
@@ -59,6 +61,8 @@ def test_speaker_held_out_split_still_measures_leakage_on_seen_speakers():
     assert leakage.scored_on == "held-out train clips"
     assert leakage.chance == pytest.approx(1 / len(np.unique(train.speaker)))
     assert leakage.speaker_from_emotion > 0.8 > leakage.floor > leakage.chance
+    entropy = np.log2(len(np.unique(train.speaker)))  # 4 train speakers, equally frequent: 2 bits
+    assert leakage.speaker_info_bits == pytest.approx(entropy, abs=0.05) and 0.1 < leakage.floor_info_bits < 0.5
 
 
 def test_emotion_only_embedding_leaks_no_more_than_the_floor():
@@ -66,6 +70,7 @@ def test_emotion_only_embedding_leaks_no_more_than_the_floor():
     leakage = speaker_leakage(train, val)
     assert leakage.floor > leakage.chance  # speakers and emotions co-occur, so the label alone names some speakers
     assert leakage.chance < leakage.speaker_from_emotion < leakage.floor + 0.05  # what it reads, the emotion explains
+    assert leakage.speaker_info_bits == pytest.approx(leakage.floor_info_bits, abs=0.1)  # in bits too
     assert tradeoff(0.7, leakage.speaker_from_emotion, leakage.floor) > 0.65  # so the trade-off barely charges it
 
 
@@ -133,8 +138,10 @@ def test_callback_logs_leakage_floor_and_the_documented_tradeoff(tmp_path, capsy
     assert summary[SPEAKER_FROM_EMOTION] == pytest.approx(expected.speaker_from_emotion)
     assert summary[FLOOR] == pytest.approx(expected.floor)
     assert summary[TRADEOFF] == pytest.approx(0.75 - (summary[SPEAKER_FROM_EMOTION] - summary[FLOOR]))
-    logger.log_metrics.assert_called_once_with(
-        {key: summary[key] for key in (SPEAKER_FROM_EMOTION, FLOOR, TRADEOFF)}, step=7
-    )
+    assert summary[SPEAKER_INFO_BITS] == pytest.approx(expected.speaker_info_bits)
+    assert summary[FLOOR_INFO_BITS] == pytest.approx(expected.floor_info_bits)
+    logged = (SPEAKER_FROM_EMOTION, FLOOR, SPEAKER_INFO_BITS, FLOOR_INFO_BITS, TRADEOFF)
+    logger.log_metrics.assert_called_once_with({key: summary[key] for key in logged}, step=7)
     printed = capsys.readouterr().out
     assert f"chance {expected.chance:.3f}, floor {expected.floor:.3f}" in printed and "held-out train clips" in printed
+    assert f"{SPEAKER_INFO_BITS} = {expected.speaker_info_bits:.2f} (floor {expected.floor_info_bits:.2f})" in printed

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from avdisentangle.evaluation import plots
+from avdisentangle.evaluation.frontier_plot import plot_frontier
 
 EMOTION_NAMES = ["ANG", "HAP", "SAD"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,13 +93,17 @@ def test_plot_frontier(tmp_path):
         "grl": [("0.03", (5, -2, 12), (0.80, 0.75, 0.85), False), ("0.3", (20, 10, 30), (0.78, 0.74, 0.82), True)],
         "hsic": [("1", (40, nan, nan), (0.7, nan, nan), True)],  # one seed: no bars
     }
-    path = plots.plot_frontier(curves, tmp_path / "sub" / "frontier.png", baseline_uar=(0.8, 0.77, 0.83))
+    panels = {"by accuracy": curves, "by information": {"grl": curves["grl"][:1]}}
+    path = plot_frontier(panels, tmp_path / "sub" / "frontier.png", baseline_uar=(0.8, 0.77, 0.83))
     assert_readable_png(path)
+    one_panel = plot_frontier({"by accuracy": curves}, tmp_path / "one.png")
+    (two_high, two_wide), (one_high, one_wide) = (matplotlib.image.imread(p).shape[:2] for p in (path, one_panel))
+    assert two_wide > 1.5 * one_wide and two_high == pytest.approx(one_high, rel=0.1)  # a second panel beside it
 
 
 def test_plot_frontier_without_points_raises(tmp_path):
     with pytest.raises(ValueError, match="no frontier points"):
-        plots.plot_frontier({"grl": []}, tmp_path / "f.png")
+        plot_frontier({"by accuracy": {"grl": []}, "by information": {}}, tmp_path / "f.png")
 
 
 def test_plot_confusion_matrices_zero_row_no_warnings(tmp_path):

@@ -120,6 +120,8 @@ def run_row(strategy, seed, uar, leak, split="closed_set", fold=""):
         "val_floor_speaker_from_emotion_label": 0.2,
         "chance_speaker": 0.1,
         "conditional_speaker_from_emotion_mlp": leak,
+        "speaker_info_bits": 4 * leak,  # bits grow with what the probe reads
+        "floor_info_bits": 0.8,
     }
 
 
@@ -129,11 +131,15 @@ def test_paired_columns_and_the_verdict():
     rows += [run_row("grl", s, 0.80, l) for s, l in [(0, 0.7), (1, 1.0), (2, 1.0)]]  # noisy: its interval spans 0
     analysis.add_paired_columns(rows)
     assert rows[3]["disentanglement_floor_pct"] == pytest.approx(50.0)  # (0.9 - 0.55) / (0.9 - 0.2)
+    assert rows[3]["disentanglement_info_pct"] == pytest.approx(50.0)  # (3.6 - 2.2) / (3.6 - 0.8) bits
+    assert rows[0]["disentanglement_info_pct"] == 0.0
     assert rows[3]["disentanglement_chance_pct"] == pytest.approx(0.35 / 0.8 * 100)
     assert rows[4]["delta_uar_points"] == pytest.approx(1.0)
     summary = analysis.summarise(rows, "closed_set", analysis.CLOSED_SET_SUMMARY)
     best, sentence = analysis.verdict(summary)
     assert best == "hsic" and "Best strategy: hsic" in sentence
+    info = summary[("hsic", None)]["disentanglement_info_pct"]
+    assert f"{info.mean:.1f} [{info.low:.1f}, {info.high:.1f}]% by information" in sentence
     without_hsic = {k: v for k, v in summary.items() if k[0] != "hsic"}
     assert analysis.verdict(without_hsic)[0] is None  # grl's interval includes 0: nothing is named
 
@@ -228,13 +234,21 @@ def test_report_writes_tables_intervals_and_plots(tiny_corpus, tmp_path):
         assert float(row["emotion_uar_low"]) <= float(row["emotion_uar"]) <= float(row["emotion_uar_high"])
         assert float(row["floor_speaker_from_emotion_label"]) >= float(row["chance_speaker"]) == pytest.approx(0.25)
     assert float(closed[0]["disentanglement_floor_pct"]) == 0.0 and closed[2]["disentanglement_floor_pct"] != ""
+    for row in closed:
+        low, bits, high = (float(row[f"speaker_info_bits{end}"]) for end in ("_low", "", "_high"))
+        assert low <= bits <= high <= float(row["speaker_entropy_bits"]) + 0.1  # no more than H(S), up to noise
+        assert row["floor_info_bits"] != "" and row["emotion_info_from_identity_bits"] != ""
+    assert float(closed[0]["disentanglement_info_pct"]) == 0.0 and closed[2]["disentanglement_info_pct"] != ""
     assert all(r["unseen_speaker_emotion_uar"] and r["emotion_uar"] == "" for r in unseen)
     summary = (out / "summary.md").read_text()
     for png in ("embeddings.png", "frontier.png", "confusion.png", "training.png", "faces.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png})" in summary
     assert "| hsic |" in summary and "unseen speakers" in summary and "## Targets" in summary
+    assert "**D_info %**" in summary and "the floor in bits" in summary
     assert (out / "frontier.csv").exists() and (out / "unseen.csv").exists()
+    with (out / "frontier.csv").open() as handle:
+        assert {"disentanglement_info_pct", "disentanglement_info_pct_low"} <= set(next(csv.reader(handle)))
 
 
 def test_probe_command_prints_every_probe_with_chance(tiny_corpus, tmp_path, capsys):

@@ -53,7 +53,7 @@ def test_two_strategies_train_together_and_log_their_terms(strategies, precision
     before = {
         name: [p.detach().clone() for p in module.parameters()]
         for name, module in net.strategy_modules.items()
-        if any(True for _ in module.parameters())  # HSIC owns only its schedule buffer
+        if any(True for _ in module.parameters())  # HSIC owns only buffers (schedule value, running cross-covariance)
     }
     fit = trainer(callbacks, precision=precision)
     fit.fit(net, datamodule=TinyAVData())

@@ -8,6 +8,9 @@ Logged beside the training metrics so that a sweep can optimise the trade-off di
   and scored on two per-speaker, emotion-stratified parts of the train split instead of train->val;
 - `leakage/floor`: on the same clips, the speaker accuracy the true emotion label alone allows
   (`emotion_label_floor`): when speakers and emotions co-occur, a perfect z_emotion still reads it;
+- `leakage/speaker_info_bits` and `leakage/floor_info_bits`: the same probe's reading as information in
+  bits, and the information the true emotion label carries about the speaker, on the same clips
+  (`evaluation/information.py`): accuracy saturates long before identity is gone, bits do not;
 - `leakage/tradeoff` = `val/emotion/uar` - (`leakage/speaker_from_emotion` - `leakage/floor`)
   (higher is better): emotion performance minus the identity above what the emotion explains.
 """
@@ -22,11 +25,14 @@ import lightning.pytorch as L
 import numpy as np
 
 from avdisentangle.data.splits import within_speaker_holdout
+from avdisentangle.evaluation.information import label_information, pointwise_information
 from avdisentangle.evaluation.metrics import emotion_label_floor
-from avdisentangle.evaluation.probe import Embeddings, extract_embeddings_in_fit, probe_accuracy
+from avdisentangle.evaluation.probe import Embeddings, extract_embeddings_in_fit, fit_probe
 
 SPEAKER_FROM_EMOTION = "leakage/speaker_from_emotion"
 FLOOR = "leakage/floor"
+SPEAKER_INFO_BITS = "leakage/speaker_info_bits"
+FLOOR_INFO_BITS = "leakage/floor_info_bits"
 TRADEOFF = "leakage/tradeoff"
 EMOTION_UAR = "val/emotion/uar"
 PROBE_KIND = "mlp"
@@ -34,13 +40,15 @@ SCORE_FRACTION = 0.3  # of each train speaker's clips, when val holds other spea
 
 
 class Leakage(NamedTuple):
-    """The probe's speaker accuracy, the emotion-label floor and 1/K on the same clips, and which
-    clips scored it ("val", or "held-out train clips")."""
+    """The probe's speaker accuracy, the emotion-label floor and 1/K on the same clips, the same two
+    readings in bits, and which clips scored them ("val", or "held-out train clips")."""
 
     speaker_from_emotion: float
     floor: float
     chance: float
     scored_on: str
+    speaker_info_bits: float
+    floor_info_bits: float
 
 
 def select_rows(embeddings: Embeddings, rows: np.ndarray) -> Embeddings:
@@ -58,11 +66,20 @@ def probe_sets(train: Embeddings, val: Embeddings, seed: int = 0) -> tuple[Embed
 
 
 def speaker_leakage(train: Embeddings, val: Embeddings, seed: int = 0) -> Leakage:
-    """The MLP speaker probe on z_emotion and the emotion-label floor, on the clips `probe_sets` picks."""
+    """The MLP speaker probe on z_emotion and the emotion-label floor, as accuracy and in bits, on the
+    clips `probe_sets` picks."""
     fit, score, scored_on = probe_sets(train, val, seed)
-    accuracy = probe_accuracy(fit.z_emotion, fit.speaker, score.z_emotion, score.speaker, PROBE_KIND, seed)
-    floor = emotion_label_floor(fit.emotion, fit.speaker, score.emotion, score.speaker)
-    return Leakage(accuracy, floor, 1.0 / len(np.unique(fit.speaker)), scored_on)
+    probe = fit_probe(fit.z_emotion, fit.speaker, PROBE_KIND, seed)
+    return Leakage(
+        speaker_from_emotion=float((probe.predict(score.z_emotion) == score.speaker).mean()),
+        floor=emotion_label_floor(fit.emotion, fit.speaker, score.emotion, score.speaker),
+        chance=1.0 / len(np.unique(fit.speaker)),
+        scored_on=scored_on,
+        speaker_info_bits=float(pointwise_information(probe, score.z_emotion, score.speaker, fit.speaker, seed).mean()),
+        floor_info_bits=float(
+            label_information(fit.emotion, fit.speaker, score.emotion, score.speaker, PROBE_KIND, seed).mean()
+        ),
+    )
 
 
 def tradeoff(emotion_uar: float, speaker_from_emotion: float, floor: float) -> float:
@@ -93,6 +110,8 @@ class LeakageProbe(L.Callback):
         logged = {
             SPEAKER_FROM_EMOTION: leakage.speaker_from_emotion,
             FLOOR: leakage.floor,
+            SPEAKER_INFO_BITS: leakage.speaker_info_bits,
+            FLOOR_INFO_BITS: leakage.floor_info_bits,
             TRADEOFF: tradeoff(metrics.get(EMOTION_UAR, 0.0), leakage.speaker_from_emotion, leakage.floor),
         }
         metrics.update(logged)
@@ -101,7 +120,8 @@ class LeakageProbe(L.Callback):
             logger.save()
         print(
             f"{SPEAKER_FROM_EMOTION} = {leakage.speaker_from_emotion:.3f} ({PROBE_KIND} probe on {leakage.scored_on}; "
-            f"chance {leakage.chance:.3f}, floor {leakage.floor:.3f}), {TRADEOFF} = {logged[TRADEOFF]:.3f}"
+            f"chance {leakage.chance:.3f}, floor {leakage.floor:.3f}), {TRADEOFF} = {logged[TRADEOFF]:.3f}; "
+            f"{SPEAKER_INFO_BITS} = {leakage.speaker_info_bits:.2f} (floor {leakage.floor_info_bits:.2f})"
         )
         if self.summary_file:
             path = Path(self.summary_file)

@@ -8,6 +8,8 @@ multitask baseline (`none`, same seed) sit side by side:
   what the true emotion label alone tells about the speaker. When speakers and emotions co-occur,
   a perfectly disentangled z_emotion still reads the speaker at the floor, so only the room above
   it can be removed.
+The same floor normalisation applies to the probe's information in bits (`information.py`), whose
+floor is the information the emotion label carries: accuracy saturates long before identity is gone.
 Intervals: Student-t over seeds (or folds) for means and paired differences, percentile bootstrap
 over test clips within one run.
 """
@@ -40,11 +42,12 @@ def disentanglement_pct(baseline_accuracy: float, accuracy: float) -> float:
     return 100.0 * (baseline_accuracy - accuracy) / baseline_accuracy if baseline_accuracy > 0 else float("nan")
 
 
-def room_disentanglement_pct(baseline_accuracy: float, accuracy: float, reachable: float) -> float:
-    """The drop measured against the room between the baseline and the lowest reachable accuracy
-    (chance, or the emotion-label floor): 100% means the probe reads no more than `reachable`."""
-    room = baseline_accuracy - reachable
-    return 100.0 * (baseline_accuracy - accuracy) / room if room > 0 else float("nan")
+def room_disentanglement_pct(baseline: float, reading: float, reachable: float) -> float:
+    """The drop measured against the room between the baseline and the lowest reachable reading
+    (accuracy: chance or the emotion-label floor; bits: the emotion label's information): 100% means
+    the probe reads no more than `reachable`."""
+    room = baseline - reachable
+    return 100.0 * (baseline - reading) / room if room > 0 else float("nan")
 
 
 def emotion_label_floor(

@@ -1,9 +1,6 @@
-"""Report figures: embedding maps, the disentanglement frontier, confusion matrices, training curves.
+"""Report figures: embedding maps, confusion matrices, training curves (the frontier: `frontier_plot.py`).
 
-Every function draws on its own `matplotlib.figure.Figure` with an Agg canvas attached, never through
-`pyplot`: no global backend switch, no display needed, and no figure registry to leak into (the figure
-is freed as soon as the function returns). Each writes one PNG, creating parent folders, and returns
-its path.
+Each draws a pyplot-free figure (`figures.py`), writes one PNG, creating parent folders, and returns its path.
 """
 
 from __future__ import annotations
@@ -14,35 +11,14 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from avdisentangle.evaluation.figures import colour, new_figure, save_png
+
 PROJECTION_METHODS = ("tsne", "pca")
 MAX_SPEAKER_LEGEND = 12
-DPI = 120
-
-
-def _figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure that can render PNGs on a headless machine."""
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    fig.clear()
-    return path
-
-
-def _colour(cmap: Colormap, index: int):
-    """Qualitative colours, cycling once the colormap runs out (tab10 has 10, tab20 has 20)."""
-    return cmap(index % cmap.N)
 
 
 def _as_float(value) -> float | None:
@@ -86,7 +62,7 @@ def project(z: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
 def _scatter_by(ax, xy: np.ndarray, ids: np.ndarray, cmap: Colormap) -> None:
     size = float(np.clip(4000 / len(xy), 5, 24))
     ax.scatter(
-        xy[:, 0], xy[:, 1], c=[_colour(cmap, int(i)) for i in ids], s=size, alpha=0.8, linewidths=0, rasterized=True
+        xy[:, 0], xy[:, 1], c=[colour(cmap, int(i)) for i in ids], s=size, alpha=0.8, linewidths=0, rasterized=True
     )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -94,7 +70,7 @@ def _scatter_by(ax, xy: np.ndarray, ids: np.ndarray, cmap: Colormap) -> None:
 
 def _category_handles(present: Iterable[int], names: Sequence[str], cmap: Colormap) -> list[Line2D]:
     return [
-        Line2D([], [], marker="o", linestyle="", markersize=7, color=_colour(cmap, i), label=names[i])
+        Line2D([], [], marker="o", linestyle="", markersize=7, color=colour(cmap, i), label=names[i])
         for i in sorted(present)
     ]
 
@@ -133,7 +109,7 @@ def plot_embeddings(
     emotion_cmap, speaker_cmap = colormaps["tab10"], colormaps["tab20"]
     method_name, axis_name = {"tsne": ("t-SNE", "t-SNE"), "pca": ("PCA", "PC")}[method]
 
-    fig = _figure(4.2 * len(panels) + 1.8, 8.0)
+    fig = new_figure(4.2 * len(panels) + 1.8, 8.0)
     axes = fig.subplots(2, len(panels), squeeze=False)
     emotions_seen: set[int] = set()
     speakers_seen: set[int] = set()
@@ -155,63 +131,7 @@ def plot_embeddings(
 
     _embedding_legends(axes, emotions_seen, speakers_seen, emotion_names, speaker_names)
     fig.suptitle(f"{method_name} of standardised embeddings (seed {seed})", fontsize=12)
-    return _save(fig, path)
-
-
-def plot_frontier(curves: Mapping[str, Sequence[tuple]], path, baseline_uar=None) -> Path:
-    """Emotion UAR against floor-normalised disentanglement, one curve per strategy over its strengths.
-
-    `curves[strategy]` holds `(label, x, y, is_default)` points, x and y each `(mean, low, high)`
-    (95% intervals over seeds; nan bounds draw no bar), in the order the line joins them. The
-    default strength is drawn larger; `baseline_uar` (mean, low, high) is `none`'s UAR band.
-    """
-    if not any(curves.values()):
-        raise ValueError("no frontier points to draw")
-    cmap = colormaps["tab10"]
-    fig = _figure(8.0, 5.5)
-    ax = fig.subplots()
-    if baseline_uar is not None:
-        mean, low, high = baseline_uar
-        if not (math.isnan(low) or math.isnan(high)):
-            ax.axhspan(low, high, color="grey", alpha=0.15, zorder=0)
-        ax.axhline(mean, color="grey", linestyle="--", linewidth=1.2, zorder=1, label="none (95% band)")
-    for index, (strategy, points) in enumerate(curves.items()):
-        colour = _colour(cmap, index + 1)
-        xs = np.array([p[1] for p in points], dtype=float)
-        ys = np.array([p[2] for p in points], dtype=float)
-        ax.plot(xs[:, 0], ys[:, 0], "-", color=colour, linewidth=1.5, zorder=2, label=strategy)
-        for (label, _, _, is_default), x, y in zip(points, xs, ys):
-            xerr = None if np.isnan(x[1:]).any() else [[x[0] - x[1]], [x[2] - x[0]]]
-            yerr = None if np.isnan(y[1:]).any() else [[y[0] - y[1]], [y[2] - y[0]]]
-            ax.errorbar(
-                x[0],
-                y[0],
-                xerr=xerr,
-                yerr=yerr,
-                fmt="o",
-                markersize=9 if is_default else 5,
-                color=colour,
-                markeredgecolor="black" if is_default else colour,
-                ecolor=colour,
-                elinewidth=1,
-                capsize=3,
-                zorder=3,
-            )
-            ax.annotate(label, (x[0], y[0]), xytext=(4, 4), textcoords="offset points", fontsize=8, color=colour)
-    ax.axvline(0, color="grey", linewidth=0.8, zorder=1)
-    ax.axvline(100, color="grey", linewidth=0.8, linestyle=":", zorder=1)
-    ax.text(100, 0.02, " floor", transform=ax.get_xaxis_transform(), color="grey", fontsize=9, ha="left", va="bottom")
-    low, high = ax.get_ylim()
-    ax.set_ylim(max(low, 0.0), min(high, 1.02))  # UAR lives in [0, 1], whatever a wide interval says
-    ax.set_xlabel("identity removed from z_emotion, % of the room above the emotion-label floor (MLP probe)")
-    ax.set_ylabel("emotion UAR (test)")
-    ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], marker="o", linestyle="", markersize=9, color="grey", markeredgecolor="black"))
-    labels.append("default strength")
-    ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="strategy (weight)")
-    ax.set_title("Frontier: emotion accuracy against removed identity (means, 95% intervals over seeds)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _row_normalise(matrix: np.ndarray) -> np.ndarray:
@@ -233,7 +153,7 @@ def plot_confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str], 
     columns = min(3, math.ceil(math.sqrt(len(matrices))))  # 4 -> 2x2, not 3+1 with an empty slot
     grid_rows = math.ceil(len(matrices) / columns)
     cell = max(3.6, 0.55 * n + 1.2)
-    fig = _figure(cell * columns + 1.0, cell * grid_rows + 0.4)
+    fig = new_figure(cell * columns + 1.0, cell * grid_rows + 0.4)
     axes = fig.subplots(grid_rows, columns, squeeze=False)
     rotation = 45 if max(len(label) for label in labels) > 3 else 0
     cell_font = 9 if n <= 8 else 7
@@ -252,7 +172,7 @@ def plot_confusion_matrices(matrices: dict[str, np.ndarray], labels: list[str], 
     for ax in axes.flat[len(matrices) :]:
         ax.set_visible(False)
     fig.colorbar(image, ax=used, shrink=0.8, label="recall (row-normalised)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_training_curves(
@@ -265,7 +185,7 @@ def plot_training_curves(
     if not keys:
         raise ValueError("need at least one metric key")
     cmap = colormaps["tab10"]
-    fig = _figure(4.8 * len(keys) + 1.8, 4.2)
+    fig = new_figure(4.8 * len(keys) + 1.8, 4.2)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     plotted: dict[str, Line2D] = {}
     for ax, key in zip(axes, keys):
@@ -274,7 +194,7 @@ def plot_training_curves(
             if points:
                 epochs, values = zip(*points)
                 (plotted[strategy],) = ax.plot(
-                    epochs, values, marker="o", markersize=3, linewidth=1.5, color=_colour(cmap, index)
+                    epochs, values, marker="o", markersize=3, linewidth=1.5, color=colour(cmap, index)
                 )
         ax.set_title(key)
         ax.set_xlabel("epoch")
@@ -283,7 +203,7 @@ def plot_training_curves(
     if plotted:
         style = dict(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, title="strategy")
         axes[-1].legend(list(plotted.values()), list(plotted.keys()), **style)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _epoch_series(history: Iterable[Mapping], key: str) -> list[tuple[float, float]]:

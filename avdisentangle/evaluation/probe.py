@@ -137,13 +137,17 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, kind: str = "linear", se
 
 
 class ConstantProbe:
-    """What a classifier fitted on a single class predicts: that class (sklearn refuses to fit one)."""
+    """What a classifier fitted on a single class predicts: that class, with certainty (sklearn refuses to fit one)."""
 
     def __init__(self, label) -> None:
         self.label = label
+        self.classes_ = np.array([label])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.full(len(x), self.label)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.ones((len(x), 1))
 
 
 def probe_accuracy(

@@ -16,6 +16,11 @@ from avdisentangle.evaluation import analysis, tables
 from avdisentangle.evaluation.runs import RunOutcome
 
 PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
+#: The frontier's x axes: the identity removed, read from the MLP probe's accuracy and from its bits.
+FRONTIER_AXES = {
+    "identity removed by accuracy, % of the room above the floor (MLP probe)": "disentanglement_floor_pct",
+    "identity removed by information, % of the room above the floor (MLP probe, bits)": "disentanglement_info_pct",
+}
 
 
 def write_results(
@@ -51,6 +56,7 @@ def write_plots(
 ) -> dict[str, str]:
     """The report's PNGs; returns {caption: file name}."""
     from avdisentangle.evaluation import plots
+    from avdisentangle.evaluation.frontier_plot import plot_frontier
 
     main = [o for o in outcomes if o.spec.split == "closed_set" and o.spec.strength is None]
     files = {}
@@ -65,7 +71,7 @@ def write_plots(
     ]
     plots.plot_embeddings(panels, reference.emotion_names, reference.speaker_names, out / "embeddings.png")
     files["t-SNE of test-set z_emotion, by emotion (top) and speaker (bottom)"] = "embeddings.png"
-    curves: dict[str, list] = {}
+    panels: dict[str, dict[str, list]] = {axis: {} for axis in FRONTIER_AXES}
     by_weight = sorted(
         ((k, defaults.get(k[0]) if k[1] is None else k[1], s) for k, s in closed.items()),
         key=lambda p: (p[0][0], p[1] or 0.0),
@@ -73,15 +79,15 @@ def write_plots(
     for (strategy, strength), weight, s in by_weight:
         if strategy != analysis.BASELINE:
             label = "file's" if weight is None else f"{weight:g}"
-            curves.setdefault(strategy, []).append(
-                (label, s["disentanglement_floor_pct"], s["emotion_uar"], strength is None)
-            )
-    if curves:
+            for axis, column in FRONTIER_AXES.items():
+                panels[axis].setdefault(strategy, []).append((label, s[column], s["emotion_uar"], strength is None))
+    if any(panels.values()):
         baseline = closed.get((analysis.BASELINE, None))
-        plots.plot_frontier(curves, out / "frontier.png", baseline["emotion_uar"] if baseline else None)
-        files["Frontier: emotion UAR against floor-normalised disentanglement (95% intervals over seeds)"] = (
-            "frontier.png"
-        )
+        plot_frontier(panels, out / "frontier.png", baseline["emotion_uar"] if baseline else None)
+        files[
+            "Frontier: emotion UAR against floor-normalised disentanglement, by probe accuracy (left) and by "
+            "information (right) (95% intervals over seeds)"
+        ] = "frontier.png"
     matrices = {s: sum(o.confusion for o in main if o.spec.strategy == s) for s in by_strategy}
     plots.plot_confusion_matrices(matrices, reference.emotion_names, out / "confusion.png")
     files["Emotion confusion matrices (test, summed over seeds, row-normalised)"] = "confusion.png"
@@ -117,7 +123,10 @@ def summary_markdown(
             f"Speaker chance 1/K = {first['chance_speaker']:.3f}; the emotion label alone names the speaker at "
             f"{first['floor_speaker_from_emotion_label']:.3f} (the floor, also the chance level of the conditional "
             "probe, which reads the speaker within each emotion class). "
-            "D_floor % = (leak_none - leak) / (leak_none - floor); see README for every metric.",
+            f"In bits: the speaker label holds {first['speaker_entropy_bits']:.2f} (H(S)), and the emotion label "
+            f"alone carries {first['floor_info_bits']:.2f} of them (the floor in bits). "
+            "D_floor % = (leak_none - leak) / (leak_none - floor); D_info % = (I_none - I) / (I_none - I_floor), "
+            "the same with the probe's information in bits; see README for every metric.",
             "",
             tables.closed_set_table(closed),
             "",

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avdisentangle.evaluation.information import label_information, pointwise_information, prior_codelength_bits
 from avdisentangle.evaluation.metrics import (
     bootstrap_interval,
     emotion_label_floor,
@@ -149,10 +150,13 @@ def fit_and_evaluate(
 
 def identity_probes(train: Embeddings, val: Embeddings, test: Embeddings, seed: int) -> dict[str, float]:
     """Probes fitted on frozen train embeddings: speaker from z_emotion (MLP, the headline, on val and
-    test with a bootstrap interval; linear; within each emotion), the floors it is judged against,
-    and what else each embedding carries."""
+    test with a bootstrap interval, as accuracy and as information in bits; linear; within each
+    emotion), the floors it is judged against, and what else each embedding carries."""
     mlp = fit_probe(train.z_emotion, train.speaker, "mlp", seed)
     leak = bootstrap_interval(lambda correct: correct.mean(), mlp.predict(test.z_emotion) == test.speaker, seed=seed)
+    information = pointwise_information(mlp, test.z_emotion, test.speaker, train.speaker, seed)
+    bits = bootstrap_interval(np.mean, information, seed=seed)
+    emotion_probe = fit_probe(train.z_identity, train.emotion, "linear", seed)
     num_speakers = len(np.unique(np.concatenate([train.speaker, test.speaker])))
     return {
         "val_emotion_uar": unweighted_average_recall(val.emotion, val.emotion_pred),
@@ -163,6 +167,13 @@ def identity_probes(train: Embeddings, val: Embeddings, test: Embeddings, seed: 
         "probe_speaker_from_emotion_linear": probe_accuracy(
             train.z_emotion, train.speaker, test.z_emotion, test.speaker, "linear", seed
         ),
+        "speaker_info_bits": bits.mean,
+        "speaker_info_bits_low": bits.low,
+        "speaker_info_bits_high": bits.high,
+        "floor_info_bits": float(
+            label_information(train.emotion, train.speaker, test.emotion, test.speaker, "mlp", seed).mean()
+        ),
+        "speaker_entropy_bits": prior_codelength_bits(train.speaker, test.speaker),
         "conditional_speaker_from_emotion_mlp": float(conditional_probe_correct(train, test, "mlp", seed).mean()),
         "floor_speaker_from_emotion_label": emotion_label_floor(
             train.emotion, train.speaker, test.emotion, test.speaker
@@ -177,7 +188,8 @@ def identity_probes(train: Embeddings, val: Embeddings, test: Embeddings, seed: 
         "probe_speaker_from_identity_linear": probe_accuracy(
             train.z_identity, train.speaker, test.z_identity, test.speaker, "linear", seed
         ),
-        "probe_emotion_from_identity_linear": probe_accuracy(
-            train.z_identity, train.emotion, test.z_identity, test.emotion, "linear", seed
+        "probe_emotion_from_identity_linear": float((emotion_probe.predict(test.z_identity) == test.emotion).mean()),
+        "emotion_info_from_identity_bits": float(
+            pointwise_information(emotion_probe, test.z_identity, test.emotion, train.emotion, seed).mean()
         ),
     }

@@ -30,6 +30,12 @@ RUN_COLUMNS = (
     "floor_speaker_from_emotion_label",
     "chance_speaker",
     "disentanglement_floor_pct",
+    "speaker_info_bits",
+    "speaker_info_bits_low",
+    "speaker_info_bits_high",
+    "floor_info_bits",
+    "speaker_entropy_bits",
+    "disentanglement_info_pct",
     "disentanglement_pct",
     "disentanglement_chance_pct",
     "disentanglement_floor_linear_pct",
@@ -38,6 +44,7 @@ RUN_COLUMNS = (
     "probe_emotion_from_emotion_linear",
     "probe_speaker_from_identity_linear",
     "probe_emotion_from_identity_linear",
+    "emotion_info_from_identity_bits",
     "val_emotion_uar",
     "val_delta_uar_points",
     "val_probe_speaker_from_emotion_mlp",
@@ -99,9 +106,10 @@ def write_summary_csv(
 def closed_set_table(summary: dict[tuple, dict]) -> str:
     """The headline table: default strengths, means with 95% intervals over seeds, paired against `none`."""
     lines = [
-        "| strategy | emotion UAR | ΔUAR (points) | speaker from z_emotion (MLP) | floor | **D_floor %** | relative % "
+        "| strategy | emotion UAR | ΔUAR (points) | speaker from z_emotion (MLP) | floor | **D_floor %** "
+        "| speaker info (bits) | floor (bits) | **D_info %** | relative % "
         "| chance-norm. % | linear D_floor % | conditional leakage (MLP) | conditional D % |",
-        "|" + " --- |" * 11,
+        "|" + " --- |" * 14,
     ]
     for (strategy, strength), s in summary.items():
         if strength is not None:
@@ -110,7 +118,9 @@ def closed_set_table(summary: dict[tuple, dict]) -> str:
         lines.append(
             f"| {strategy} | {fmt(s['emotion_uar'])} | {fmt(s['delta_uar_points'], 1) if paired else '—'} "
             f"| {fmt(s['probe_speaker_from_emotion_mlp'])} | {s['floor_speaker_from_emotion_label'].mean:.3f} "
-            f"| {fmt(s['disentanglement_floor_pct'], 1) if paired else '0'} | "
+            f"| {fmt(s['disentanglement_floor_pct'], 1) if paired else '0'} "
+            f"| {fmt(s['speaker_info_bits'], 2)} | {s['floor_info_bits'].mean:.2f} "
+            f"| {fmt(s['disentanglement_info_pct'], 1) if paired else '0'} | "
             f"{fmt(s['disentanglement_pct'], 1) if paired else '0'} "
             f"| {fmt(s['disentanglement_chance_pct'], 1) if paired else '0'} | "
             f"{fmt(s['disentanglement_floor_linear_pct'], 1) if paired else '0'} "
@@ -139,8 +149,8 @@ def unseen_table(summary: dict[tuple, dict], pooled: dict[str, Interval | None])
 
 def frontier_table(summary: dict[tuple, dict], knees: dict[str, float | None], defaults: dict[str, float]) -> str:
     lines = [
-        "| strategy | weight | val ΔUAR | val D_floor % | test ΔUAR | test D_floor % | |",
-        "|" + " --- |" * 7,
+        "| strategy | weight | val ΔUAR | val D_floor % | test ΔUAR | test D_floor % | test D_info % | |",
+        "|" + " --- |" * 8,
     ]
     points = [
         (strategy, defaults.get(strategy) if strength is None else strength, strength is None, s)
@@ -154,7 +164,8 @@ def frontier_table(summary: dict[tuple, dict], knees: dict[str, float | None], d
         lines.append(
             f"| {strategy} | {weight:g} | {fmt(s['val_delta_uar_points'], 1)} | "
             f"{fmt(s['val_disentanglement_floor_pct'], 1)} "
-            f"| {fmt(s['delta_uar_points'], 1)} | {fmt(s['disentanglement_floor_pct'], 1)} | {', '.join(marks)} |"
+            f"| {fmt(s['delta_uar_points'], 1)} | {fmt(s['disentanglement_floor_pct'], 1)} "
+            f"| {fmt(s['disentanglement_info_pct'], 1)} | {', '.join(marks)} |"
         )
     return "\n".join(lines)
 
