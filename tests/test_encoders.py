@@ -15,6 +15,7 @@ from avdisentangle.lightning_cli import run_lightning
 from avdisentangle.models import MultitaskAVModule
 from avdisentangle.models.encoders import AudioEncoder, VideoEncoder
 from avdisentangle.models.resnet import ResNet18, ResNetAudioEncoder, ResNetVideoEncoder
+from avdisentangle.models.tdnn import TDNNAudioEncoder
 from tests.helpers import REPO, SMALL, TinyAVData, batch_of, fit_args, model, trainer
 
 WIDTH = 4  # a ResNet-18 of widths 4-32: the real layout at a test's cost
@@ -167,3 +168,29 @@ def test_an_encoder_that_cannot_be_recorded_or_built_is_a_user_error():
         model(audio_encoder={"class_path": "avdisentangle.models.nowhere.Encoder"})
     with pytest.raises(UserError, match="train_mode must be one of finetune, freeze; got 'frozen'"):
         model(video_encoder=functools.partial(ResNetVideoEncoder, base_width=WIDTH, train_mode="frozen"))
+
+
+def test_the_time_delay_encoder_learns_emotion_from_the_spectrum_of_each_frame(single_thread):
+    torch.manual_seed(0)
+    net = model(modalities="audio", audio_encoder=functools.partial(TDNNAudioEncoder, n_mels=12, width=16))
+    encoded = net.encoders["audio"](batch_of(4)["audio"])  # (4, 1, 12 mel bins, 24 frames)
+    assert encoded.pooled.shape == (4, SMALL["hidden_dim"]) and encoded.tokens.shape == (4, 24, SMALL["hidden_dim"])
+    with pytest.raises(ValueError, match="built for 12 mel bins, got audio of shape \\(4, 1, 16, 24\\)"):
+        net.encoders["audio"](torch.zeros(4, 1, 16, 24))
+    data = TinyAVData()
+    trainer(max_epochs=20).fit(net, datamodule=data)
+    batch = next(iter(data.val_dataloader()))
+    accuracy = (net.eval()(batch)["emotion_logits"].argmax(1) == batch["emotion"]).float().mean()
+    assert accuracy > 0.8  # chance is 1/3: the emotion lifts a band of mel bins
+
+
+def test_the_time_delay_encoder_follows_the_features_mel_bins_in_a_config(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    quick = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]
+    tdnn = ["--config", str(REPO / "experiments/configs/model/tdnn_audio.yaml"), "--data.features.modalities=audio"]
+    args = fit_args(tiny_corpus, tmp_path, *quick, *tdnn, "--data.features.n_mels=24", "--leakage_probe.enabled=false")
+    cli = run_lightning(args[3:])
+    encoder = cli.model.encoders["audio"]
+    assert isinstance(encoder, TDNNAudioEncoder) and encoder.n_mels == 24 == cli.datamodule.cache.audio.shape[1]
+    loaded = MultitaskAVModule.load_from_checkpoint(tmp_path / "checkpoints/last.ckpt")
+    assert loaded.hparams.audio_encoder["init_args"]["n_mels"] == 24 and list(loaded.encoders) == ["audio"]

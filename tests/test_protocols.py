@@ -19,6 +19,8 @@ from avdisentangle.data.protocols import (
 )
 from avdisentangle.data.splits import make_splits
 from avdisentangle.errors import UserError
+from avdisentangle.evaluation.protocol_outputs import fold_statistics
+from avdisentangle.evaluation.tables import protocol_table
 from tests.generated_layouts import SIX_ACTORS, UNSHARED, data_args, six_actor_layouts
 from tests.helpers import REPO
 
@@ -123,3 +125,17 @@ def test_report_runs_every_protocol_fold_and_writes_mean_std_and_pooled_confusio
     assert (out / "confusion_pooled.png").read_bytes()[:4] == b"\x89PNG"
     summary_md = (out / "summary.md").read_text()
     assert f"| none | {folds} | " in summary_md and " ± " in summary_md and "(confusion_pooled.png)" in summary_md
+
+
+def test_each_strategys_ua_change_is_paired_with_none_fold_by_fold():
+    none = [0.50, 0.60, 0.70]  # folds differ in difficulty by far more than the strategy's effect
+    rows = [
+        {"strategy": strategy, "fold": f, "emotion_wa": u, "emotion_uar": u + change * (1 + 0.05 * f), "emotion_f1": u}
+        for strategy, change in (("none", 0.0), ("grl", 0.02))
+        for f, u in enumerate(none)
+    ]
+    stats = fold_statistics(rows)
+    assert stats["none"]["delta_uar_points"] is None
+    mean, low, high = stats["grl"]["delta_uar_points"]
+    assert mean == pytest.approx(2.1) and 0 < low < mean < high < 4  # unpaired, the interval would span +-20 points
+    assert "| grl | 3 | " in protocol_table(stats) and "+2.1 [" in protocol_table(stats)

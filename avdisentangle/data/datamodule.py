@@ -7,7 +7,6 @@ the CLI, so nobody types `num_speakers` by hand. Training epochs read only the m
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -19,12 +18,11 @@ from torch.utils.data import DataLoader
 from avdisentangle.data.augment import AudioAugment
 from avdisentangle.data.cache import FeatureCache, PrepareSummary, cache_dir_for, prepare_cache, read_summary
 from avdisentangle.data.corpora import CORPORA, read_corpus
-from avdisentangle.data.corpora.loose import read_loose_files
 from avdisentangle.data.corpora.manifest import locate_manifest
 from avdisentangle.data.cross_corpus import UNKNOWN_SPEAKER, CheckpointLabelSpace
 from avdisentangle.data.dataset import CachedClips, evaluation_sampler, keep_batch
-from avdisentangle.data.extraction import extract_in_memory
 from avdisentangle.data.features import FeatureConfig
+from avdisentangle.data.loose_clips import loose_clips
 from avdisentangle.data.protocols import corpus_folds, protocol_for
 from avdisentangle.data.records import CorpusError, CorpusListing, require_root
 from avdisentangle.data.speaker_norm import SpeakerNormaliser
@@ -304,17 +302,5 @@ class AVDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         if not self.predict_paths:
             return self.loader(self.predict_split)
-        dataset = self.loose_clips(self.predict_paths)
+        dataset = loose_clips(self.predict_paths, self.features, self.normaliser)
         return DataLoader(dataset, batch_size=self.batch_size, collate_fn=keep_batch)
-
-    def loose_clips(self, paths: list[str]) -> CachedClips:
-        """Features of unlabelled files, extracted in memory (labels are -1); refusals are printed,
-        and a CorpusError says so when none is left to predict on."""
-        table, refused = extract_in_memory(read_loose_files(paths, self.features.modality_names), self.features)
-        for refusal in refused:
-            print(f"refused {refusal.item}: {refusal.reason}", file=sys.stderr)
-        if not table.clips:
-            raise CorpusError(f"nothing to predict: all {len(refused)} inputs were refused (reasons above)")
-        unknown = np.full(len(table.clips), -1, dtype=np.int64)
-        normaliser = self.normaliser and self.normaliser.for_clips(table.audio, unknown)  # one group: one speaker
-        return CachedClips(table, np.arange(len(table.clips)), unknown, unknown, normaliser)

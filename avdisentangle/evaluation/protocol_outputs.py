@@ -4,6 +4,8 @@ Papers on CREMA-D (5 folds) and RAVDESS (6 folds of 4 actors) report emotion WA,
 mean ± standard deviation over the folds, so that is what this writes: every fold counts once (an
 unweighted mean over folds, sample standard deviation, ddof=1), per strategy. The confusion matrix is
 pooled: the sum of the folds' test matrices, so every actor's clips appear in it exactly once.
+Beside each strategy, its UA change against `none` paired fold by fold, with a Student-t interval over
+the folds: the folds are the same people for both, so the pairing removes how hard each fold is.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from avdisentangle.evaluation import tables
+from avdisentangle.evaluation.analysis import BASELINE
+from avdisentangle.evaluation.metrics import mean_interval
 from avdisentangle.evaluation.runs import RunOutcome
 
 
@@ -22,11 +26,14 @@ def fold_statistics(rows: list[dict]) -> dict[str, dict]:
     for row in rows:
         by_strategy.setdefault(row["strategy"], []).append(row)
     stats = {}
+    baseline = {row["fold"]: row["emotion_uar"] for row in by_strategy.get(BASELINE, [])}
     for strategy, group in by_strategy.items():
         values = {m: [row[m] for row in group] for m in tables.PROTOCOL_METRICS}
         stats[strategy] = {"folds": len(group)} | {
             m: (float(np.mean(v)), float(np.std(v, ddof=1))) for m, v in values.items()
         }
+        paired = [100 * (row["emotion_uar"] - baseline[row["fold"]]) for row in group if row["fold"] in baseline]
+        stats[strategy]["delta_uar_points"] = tuple(mean_interval(paired)) if strategy != BASELINE else None
     return stats
 
 

@@ -209,18 +209,27 @@ PROTOCOL_METRICS = {"emotion_wa": "WA", "emotion_uar": "UA (UAR)", "emotion_f1":
 
 
 def write_protocol_csv(stats: dict[str, dict], path: Path) -> None:
-    """Per strategy: the number of folds and, per metric, the mean and the standard deviation over folds."""
+    """Per strategy: the number of folds, per metric the mean and the standard deviation over folds, and the
+    UA change against `none` paired over folds (mean, low, high; empty for `none` itself)."""
     header = ["strategy", "folds"] + [f"{m}_{s}" for m in PROTOCOL_METRICS for s in ("mean", "std")]
-    rows = [[strategy, s["folds"], *(v for m in PROTOCOL_METRICS for v in s[m])] for strategy, s in stats.items()]
+    header += [f"delta_uar_points_{s}" for s in ("mean", "low", "high")]
+    rows = [
+        [strategy, s["folds"], *(v for m in PROTOCOL_METRICS for v in s[m]), *(s["delta_uar_points"] or ("",) * 3)]
+        for strategy, s in stats.items()
+    ]
     path.write_text(csv_text(header, rows))
 
 
 def protocol_table(stats: dict[str, dict]) -> str:
-    """Mean ± standard deviation over folds, as papers report speaker-independent results."""
-    lines = ["| strategy | folds | " + " | ".join(PROTOCOL_METRICS.values()) + " |", "|" + " --- |" * 5]
+    """Mean ± standard deviation over folds, as papers report speaker-independent results, and the UA change
+    against `none` paired over folds with its 95% interval."""
+    header = ["strategy", "folds", *PROTOCOL_METRICS.values(), "ΔUA vs none, paired over folds (points)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for strategy, s in stats.items():
         cells = " | ".join(f"{s[m][0]:.3f} ± {s[m][1]:.3f}" for m in PROTOCOL_METRICS)
-        lines.append(f"| {strategy} | {s['folds']} | {cells} |")
+        change = s["delta_uar_points"]
+        delta = "—" if change is None else f"{change[0]:+.1f} [{change[1]:+.1f}, {change[2]:+.1f}]"
+        lines.append(f"| {strategy} | {s['folds']} | {cells} | {delta} |")
     return "\n".join(lines)
 
 
