@@ -85,12 +85,14 @@ def test_baseline_beats_chance_on_both_tasks(trained, entangled):
 
 
 @pytest.mark.parametrize(
-    "strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 0.2, 0.08), ("grl", 1.0, None)]
+    "strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 0.5, 0.08), ("grl", 1.0, None)]
 )
 def test_strategy_lowers_speaker_probe_on_z_emotion(trained, entangled, strategy, weight, uar_tolerance):
     """Less identity in z_emotion than the baseline at the same seed. Confusion and HSIC keep
     emotion UAR within a few points; gradient reversal only removes identity at a strength that
-    costs emotion accuracy on this corpus (measured: see README), so only its effect is asserted."""
+    costs emotion accuracy on this corpus (measured: see README), so only its effect is asserted.
+    HSIC's running-mean estimate needs more weight than the old per-batch one: at 0.5 the probe fell
+    1.00 -> 0.86 (UAR 0.73 -> 0.78), at 0.3 to 0.90, at 1 to 0.72 but UAR to 0.62."""
     baseline_model, baseline = trained("none", 1.0)
     model, metrics = trained(strategy, weight)
     baseline_leak, leak = speaker_probe(entangled, baseline_model), speaker_probe(entangled, model)
