@@ -253,3 +253,11 @@ def test_the_contact_sheet_shows_every_speaker_and_frames_clips_without_a_face_i
     assert (red_rows.min(), red_rows.max()) == (second, second + MIN_TILE + 2 * GAP - 1)  # s1's clip, framed
     rows[5]["face_found"] = "1"
     assert not np.all(contact_sheet(video, rows) == NO_FACE, axis=2).any()
+
+
+def test_the_model_cannot_be_told_other_modalities_than_the_datas(capsys):
+    base = f"--config={REPO / 'experiments/configs/base.yaml'}"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", base, "--model.modalities=audio", "--print_config"])
+    assert exit_info.value.code == 2
+    assert 'Linked "model.modalities" must be given via "data.features.modalities"' in capsys.readouterr().err

@@ -131,6 +131,27 @@ def test_confusion_terms_do_not_leak_into_each_other() -> None:
     assert sum(p.grad.abs().sum() for p in net.emotion_branch.parameters()) > 0
 
 
+def test_confusion_asks_for_uniform_over_the_speakers_training_has_shown_only() -> None:
+    """Speakers held out of training (speaker folds) get no probability from the adversary, which never saw
+    them; a target that asks for them is out of reach, and pushing towards it collapsed emotion."""
+    torch.manual_seed(0)
+    net = model(num_speakers=6, dropout=0.0)  # the batch's speakers are 0-3 of 6
+    strategy = ConfusionStrategy(weight=1.0)
+    strategy.setup(None, net, "fit")
+    adversary = net.strategy_modules["confusion"]
+    with torch.no_grad():  # an adversary uniform over speakers 0-3 that gives 4 and 5 (never seen) nothing
+        adversary[-1].weight.zero_()
+        adversary[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, -30.0, -30.0]))
+    batch = batch_of()
+    assert set(batch["speaker"].tolist()) == {0, 1, 2, 3}
+    net.eval()  # before any training batch (Lightning's sanity check): every speaker
+    everyone = net.strategy_losses(net(batch), batch)["confusion/confusion"].item()
+    assert everyone == pytest.approx((4 * math.log(4) + 2 * (30 + math.log(4))) / 6, abs=1e-3)
+    net.train()  # a training batch shows speakers 0-3: the target spans them, and this adversary is at its minimum
+    assert net.strategy_losses(net(batch), batch)["confusion/confusion"].item() == pytest.approx(math.log(4), abs=1e-3)
+    assert adversary.seen.tolist() == [True] * 4 + [False] * 2
+
+
 # ---------------------------------------------------------------------------------- orthogonal
 def test_orthogonal_penalty_small_for_independent_and_large_for_shared_embeddings() -> None:
     g = torch.Generator().manual_seed(0)

@@ -32,11 +32,6 @@ class FeatureTable:
     video: np.ndarray | None
     clips: list[dict[str, str]]
 
-    @property
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays there are, by modality."""
-        return {name: array for name, array in (("audio", self.audio), ("video", self.video)) if array is not None}
-
     def column(self, name: str) -> np.ndarray:
         return np.array([clip[name] for clip in self.clips])
 

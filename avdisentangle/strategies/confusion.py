@@ -7,6 +7,12 @@ Two terms share one optimiser step without leaking into each other:
   computed with DETACHED adversary parameters, so this term trains the encoder only.
 Unlike gradient reversal the encoder's target is "no information" (uniform), not "wrong speaker",
 which is bounded and does not reward encodings that point confidently at another speaker.
+
+The uniform target spans the speakers training has shown, not every speaker of the corpus: when
+speakers are held out (speaker folds, the published protocols), the adversary never sees theirs and
+gives them no probability, so a target that asks for them cannot be met; the encoder, pushed
+without end, lost emotion altogether (real RAVDESS speech, 6 protocol folds: UA 0.23 against 0.50
+for `none`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -23,7 +30,8 @@ from avdisentangle.strategies.base import DisentanglementStrategy
 
 
 class ConfusionStrategy(DisentanglementStrategy):
-    """Speaker adversary on detached z_emotion + encoder loss towards its uniform prediction.
+    """Speaker adversary on detached z_emotion + encoder loss towards its uniform prediction over the
+    speakers training has shown.
 
     Terms: `adversary_ce` (weight 1: it only trains the adversary) and `confusion` (times weight).
     """
@@ -36,12 +44,20 @@ class ConfusionStrategy(DisentanglementStrategy):
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
         hparams = pl_module.hparams
-        return speaker_adversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
+        adversary = speaker_adversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
+        # The speakers of the training batches so far: the target spans them. Not checkpointed (older
+        # checkpoints load as they are); a resumed run refills it from its first batches.
+        adversary.register_buffer("seen", torch.zeros(hparams.num_speakers, dtype=torch.bool), persistent=False)
+        return adversary
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         z_emotion = outputs["z_emotion"]
+        if self.module.training:
+            self.module.seen[batch["speaker"]] = True
         adversary_ce = F.cross_entropy(self.module(z_emotion.detach()).float(), batch["speaker"])
         frozen = {name: p.detach() for name, p in self.module.named_parameters()}
         log_probs = functional_call(self.module, frozen, (z_emotion,)).float().log_softmax(dim=1)
-        confusion = -log_probs.mean(dim=1).mean()
+        seen = self.module.seen
+        target = torch.where(seen.any(), seen.float(), torch.ones_like(log_probs[0]))  # no host sync
+        confusion = -(log_probs * (target / target.sum())).sum(dim=1).mean()
         return {"adversary_ce": adversary_ce, "confusion": self.weight * confusion}
