@@ -5,9 +5,10 @@
 A strategy removes identity only as far as its term moves the encoder. This reads every closed-set
 run's `metrics.csv` under the report folder and prints, per strategy (mean over its seeds, last training
 epoch): the emotion cross-entropy, each strategy term as logged (weight included) and its share of the
-emotion loss, and, for the adversaries, their speaker cross-entropy per unit weight beside chance
-(log K): an adversary at chance gives the encoder nothing to hide from. With the report's `results.csv`
-beside them: identity read from z_emotion against the floor, by accuracy and in bits.
+emotion loss, and, for the adversaries, their own speaker cross-entropy (unweighted) beside chance
+(log K): an adversary near chance gives the encoder little to hide from, or has been fooled. From
+the report's `results.csv` beside them: identity read from z_emotion against the floor, by accuracy
+and in bits.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ADVERSARY_TERMS = {"grl/adversary_ce", "confusion/adversary_ce"}
+# The adversaries' speaker cross-entropy, and whether it is logged times the strategy's weight (gradient
+# reversal's is; confusion's trains its adversary alone and is logged as it is).
+ADVERSARY_TERMS = {"grl/adversary_ce": True, "confusion/adversary_ce": False}
 
 
 def last_epoch(metrics: Path) -> dict[str, float]:
@@ -47,7 +50,7 @@ def main() -> None:
     for metrics in sorted(folder.glob("runs/closed_set/*/lightning_logs/version_*/metrics.csv")):
         strategy = metrics.parts[-4].rsplit("-seed", 1)[0]
         terms[strategy].append(last_epoch(metrics))
-    print(f"Adversaries' speaker cross-entropy per unit weight beside chance, log K = {math.log(speakers):.2f}")
+    print(f"Adversaries' speaker cross-entropy (unweighted) beside chance, log K = {math.log(speakers):.2f}")
     print("| strategy (weight) | emotion CE | strategy terms (share of emotion CE) | speaker from z_emotion (floor) | "
           "bits (floor) |")
     print("| --- | --- | --- | --- | --- |")
@@ -59,7 +62,8 @@ def main() -> None:
             value = np.mean([run[name] for run in runs])
             text = f"{name} {value:.3g} ({100 * value / emotion:.0f}%)"
             if name in ADVERSARY_TERMS:
-                text += f", {np.mean([run[name] / run['weight'] for run in runs]):.2f} per unit weight"
+                raw = np.mean([run[name] / (run["weight"] if ADVERSARY_TERMS[name] else 1.0) for run in runs])
+                text += f", adversary CE {raw:.2f}"
             shown.append(text)
         chosen = [row for row in rows if row["strategy"] == strategy]
         leak = np.mean([float(row["probe_speaker_from_emotion_mlp"]) for row in chosen])
