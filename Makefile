@@ -41,8 +41,15 @@ train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogona
 		$(foreach name,$(CALLBACKS),--config experiments/configs/callbacks/$(name).yaml) \
 		$(foreach name,$(STRATEGY),--config experiments/configs/strategy/$(name).yaml) $(ARGS)
 
-report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~12 min on 2 CPUs) or full (GPU; ARGS="--jobs 4")
+BENCHMARK := $(BASE_CONFIG),experiments/configs/data/benchmark.yaml
+
+# The full profile also runs the balanced benchmark (correlation 0), where the speaker prior is worth nothing.
+report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~14 min on 2 CPUs) or full (GPU, entangled and balanced benchmarks; ARGS="--jobs 4")
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
+ifeq ($(PROFILE),full)
+	$(PY) -m avdisentangle report --profile full --name full-balanced \
+		--config '[$(BENCHMARK),experiments/configs/data/benchmark_balanced.yaml]' $(ARGS)
+endif
 
 bench: setup ## preprocessing, training input, memory, report, GPU throughput and the first run, each beside its baseline (see benchmarks/RESULTS.md)
 	$(PY) benchmarks/prepare_throughput.py --workers 2 --speakers 10 --clips 24 --width 480 --height 360 --fps 30

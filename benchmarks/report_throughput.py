@@ -24,7 +24,8 @@ from threadpoolctl import threadpool_limits
 
 from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
 from avdisentangle.evaluation.probe import make_probe
-from avdisentangle.evaluation.report import Profile, execute, plan_runs, prepare_benchmark
+from avdisentangle.evaluation.report import execute, prepare_benchmark
+from avdisentangle.evaluation.run_plan import Profile, plan_runs
 
 CONFIGS = [
     "experiments/configs/base.yaml",

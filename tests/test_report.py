@@ -20,7 +20,7 @@ from avdisentangle.evaluation.metrics import (
     unweighted_average_recall,
 )
 from avdisentangle.evaluation.probe import Embeddings, conditional_probe_correct, probe_accuracy
-from avdisentangle.evaluation.report import Profile, default_strength, discover_strategies, plan_runs, strength_grid
+from avdisentangle.evaluation.run_plan import Profile, default_strength, discover_strategies, plan_runs, strength_grid
 from avdisentangle.evaluation.tables import RUN_COLUMNS
 from tests.conftest import TINY_FEATURES
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import avdisentangle.strategies as strategies_package
-from avdisentangle.evaluation.report import PROFILES, discover_strategies, plan_runs
+from avdisentangle.evaluation.run_plan import PROFILES, discover_strategies, plan_runs
 from avdisentangle.strategies import base
 from avdisentangle.sweep import load_sweep_config
 from avdisentangle.sweep_results import sweeps

@@ -76,3 +76,34 @@ def _frontier_panel(ax, curves: Mapping[str, Sequence[tuple]], baseline_uar) -> 
     ax.axvline(100, color="grey", linewidth=0.8, linestyle=":", zorder=1)
     ax.text(100, 0.02, " floor", transform=ax.get_xaxis_transform(), color="grey", fontsize=9, ha="left", va="bottom")
     ax.grid(alpha=0.3)
+
+
+def plot_unseen_by_strength(curves: Mapping[str, Sequence[tuple]], path, baseline_uar=None) -> Path:
+    """UAR on held-out speakers against strength, one line per strategy: does removing identity help new
+    people, and at which strength does it peak? `curves[strategy]` holds `(weight, (mean, low, high))`
+    (95% intervals over folds); `baseline_uar` is `none`'s band."""
+    if not any(curves.values()):
+        raise ValueError("no unseen-speaker points to draw")
+    fig = new_figure(7.5, 5.0)
+    ax = fig.subplots()
+    cmap = colormaps["tab10"]
+    if baseline_uar is not None:
+        mean, low, high = baseline_uar
+        if not (math.isnan(low) or math.isnan(high)):
+            ax.axhspan(low, high, color="grey", alpha=0.15, zorder=0)
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=1.2, zorder=1, label="none (95% band)")
+    for index, (strategy, points) in enumerate(curves.items()):
+        tint = colour(cmap, index + 1)
+        weights = np.array([p[0] for p in points], dtype=float)
+        uar = np.array([p[1] for p in points], dtype=float)
+        order = np.argsort(weights)
+        weights, uar = weights[order], uar[order]
+        bars = None if np.isnan(uar[:, 1:]).any() else [uar[:, 0] - uar[:, 1], uar[:, 2] - uar[:, 0]]
+        ax.errorbar(weights, uar[:, 0], yerr=bars, fmt="o-", color=tint, capsize=3, label=strategy, zorder=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("strategy weight (log scale)")
+    ax.set_ylabel("emotion UAR on unseen speakers")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle("Unseen speakers: emotion UAR against strength (means, 95% intervals over folds)")
+    return save_png(fig, path)

@@ -4,8 +4,8 @@ On the built-in benchmark (`experiments/configs/data/benchmark.yaml`: 24 speaker
 emotions entangled at 0.8) it runs, through the ordinary Lightning CLI `fit`:
 - closed set: every strategy config (at its file's strength, and over a grid of strengths read
   from its sweep file when `--grid` > 1) x seeds. Identity probes need known speakers.
-- unseen speakers: every strategy at its file's strength x speaker folds; emotion UAR on the
-  speakers held out.
+- unseen speakers: every strategy at its file's strength (and over the same grid) x speaker folds;
+  emotion UAR on the speakers held out.
 Runs are independent, so `--jobs` of them run side by side (worker processes sharing the cores,
 or one GPU). Then paired differences against `none`, intervals, the frontier, and the verdict.
 
@@ -21,78 +21,27 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import yaml
 from jsonargparse import ArgumentParser
 
 from avdisentangle.data.cache import CONTACT_SHEET, FeatureCache
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.data.protocols import FoldProtocol, corpus_folds, folds_text, protocol_for
-from avdisentangle.evaluation import analysis
 from avdisentangle.evaluation.protocol_outputs import write_protocol_results
 from avdisentangle.evaluation.report_outputs import write_results
+from avdisentangle.evaluation.run_plan import (
+    PROFILES,
+    Profile,
+    default_strength,
+    discover_strategies,
+    plan_runs,
+    protocol_runs,
+)
 from avdisentangle.evaluation.runs import RunOutcome, RunSpec, fit_and_evaluate
-from avdisentangle.lightning_cli import data_from_args, file_callbacks
+from avdisentangle.lightning_cli import data_from_args
 from avdisentangle.workers import exit_with_parent
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How much evidence a profile gathers; its fit settings are in experiments/configs/report/<name>.yaml."""
-
-    seeds: int
-    folds: int
-    grid: int  # strengths per strategy from its sweep file (1: the config file's strength only)
-
-
-PROFILES = {"quick": Profile(seeds=3, folds=3, grid=1), "full": Profile(seeds=5, folds=4, grid=5)}
-
-
-def discover_strategies(config_dir: Path) -> list[str]:
-    """Every strategy config file, `none` first: a new file shows up in the report by itself."""
-    names = sorted(p.stem for p in (config_dir / "strategy").glob("*.yaml"))
-    return sorted(names, key=lambda n: n != analysis.BASELINE)
-
-
-def default_strength(strategy_config: Path) -> float | None:
-    """The `weight` the strategy file gives its callback (None for `none`)."""
-    callbacks = file_callbacks(strategy_config)
-    return next((float(c["init_args"]["weight"]) for c in callbacks if "weight" in c.get("init_args", {})), None)
-
-
-def strength_grid(sweep_file: Path, points: int) -> list[float]:
-    """`points` geometric steps over the weight range the strategy's sweep file searches."""
-    if points < 2 or not sweep_file.exists():
-        return []
-    weight = (yaml.safe_load(sweep_file.read_text()).get("parameters") or {}).get("trainer.callbacks.weight") or {}
-    if "values" in weight:
-        return sorted(float(v) for v in weight["values"])
-    if "min" not in weight:
-        return []
-    return [float(f"{w:.3g}") for w in np.geomspace(float(weight["min"]), float(weight["max"]), points)]
-
-
-def plan_runs(strategies, config_dir: Path, sweep_dir: Path, profile: Profile, seeds: int, folds: int) -> list[RunSpec]:
-    specs = []
-    for strategy in strategies:
-        config = config_dir / "strategy" / f"{strategy}.yaml"
-        default = default_strength(config)
-        grid = (
-            [w for w in strength_grid(sweep_dir / f"{strategy}.yaml", profile.grid) if w != default]
-            if default is not None
-            else []
-        )
-        for seed in range(seeds):
-            specs += [RunSpec(strategy, str(config), seed, strength=w) for w in [None, *grid]]
-        if folds >= 2:
-            specs += [
-                RunSpec(strategy, str(config), fold, "unseen", fold=fold, num_folds=folds) for fold in range(folds)
-            ]
-    return specs
 
 
 def write_protocol_folds(datamodule: AVDataModule, path: Path) -> FoldProtocol:
@@ -102,16 +51,6 @@ def write_protocol_folds(datamodule: AVDataModule, path: Path) -> FoldProtocol:
     path.write_text(folds_text(protocol, fold_of, f"the {datamodule.corpus} corpus at {datamodule.corpus_root()}"))
     print(f"{protocol.title} protocol: {protocol.num_folds} folds of {len(fold_of)} actors, written to {path}")
     return protocol
-
-
-def protocol_runs(strategies: list[str], config_dir: Path, num_folds: int) -> list[RunSpec]:
-    """Every strategy at its file's strength on every protocol fold; seed = fold, so strategies pair by fold."""
-    configs = {strategy: str(config_dir / "strategy" / f"{strategy}.yaml") for strategy in strategies}
-    return [
-        RunSpec(strategy, configs[strategy], fold, "protocol", fold=fold, num_folds=num_folds)
-        for strategy in strategies
-        for fold in range(num_folds)
-    ]
 
 
 def execute(specs: list[RunSpec], configs: list[str], out: Path, extra: list[str], jobs: int) -> list[RunOutcome]:
@@ -219,6 +158,13 @@ def report_parser() -> ArgumentParser:
         help="strengths per strategy from its sweep file; 1: the file's strength only",
     )
     parser.add_argument(
+        "--strengths",
+        type=dict[str, list[float]] | None,
+        default=None,
+        help="strengths per strategy beside its file's own, in place of its sweep file's grid: "
+        "'{grl: [0.3, 1, 3], hsic: [1, 3]}' (resolves a narrow transition a geometric grid skips)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs side by side (worker processes)"
     )
     parser.add_argument(
@@ -247,7 +193,7 @@ def checked_choices(parser: ArgumentParser, config) -> tuple[Profile, list[str]]
         config.grid or profile.grid,
     )
     if config.protocol == "speaker_folds":
-        given = [f"--{name}" for name in ("seeds", "folds", "grid") if config[name] is not None]
+        given = [f"--{name}" for name in ("seeds", "folds", "grid", "strengths") if config[name] is not None]
         if given:
             parser.error(f"{', '.join(given)}: not for --protocol speaker_folds, whose corpus protocol fixes the runs")
     available = discover_strategies(Path(config.config_dir))
@@ -257,6 +203,9 @@ def checked_choices(parser: ArgumentParser, config) -> tuple[Profile, list[str]]
     unknown = sorted(set(strategies) - set(available))
     if unknown:
         parser.error(f"no strategy config for {', '.join(unknown)}; have {', '.join(available)}")
+    not_run = sorted(set(config.strengths or {}) - set(strategies))
+    if not_run:
+        parser.error(f"--strengths names {', '.join(not_run)}, which this report does not run")
     return profile, strategies
 
 
@@ -276,7 +225,9 @@ def report(args: list[str]) -> int:
         protocol = write_protocol_folds(datamodule, out / "folds.csv")
         specs = protocol_runs(strategies, config_dir, protocol.num_folds)
     else:
-        specs = plan_runs(strategies, config_dir, Path(config.sweep_dir), profile, profile.seeds, profile.folds)
+        specs = plan_runs(
+            strategies, config_dir, Path(config.sweep_dir), profile, profile.seeds, profile.folds, config.strengths
+        )
     print(f"{len(specs)} runs, {config.jobs} at a time", flush=True)
     outcomes = execute(specs, configs, out, config.fit_args, config.jobs)
     command = "python -m avdisentangle report " + " ".join(args)

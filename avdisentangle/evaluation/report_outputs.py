@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from avdisentangle.evaluation import analysis, tables
+from avdisentangle.evaluation import analysis, tables, tradeoff
 from avdisentangle.evaluation.runs import RunOutcome
 
 PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
@@ -42,9 +42,13 @@ def write_results(
         tables.write_summary_csv(closed, "closed_set", out / "frontier.csv", defaults, knees)
     if unseen:
         tables.write_summary_csv(unseen, "unseen", out / "unseen.csv", defaults)
+    costs = tradeoff.tradeoffs(rows, defaults)
+    if costs:
+        tradeoff.write_tradeoff_csv(costs, out / "tradeoff.csv")
     best, sentence = analysis.verdict(closed) if closed else (None, "")
-    files = {**write_plots(outcomes, closed, best, defaults, out), **(figures or {})}
-    text = summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, sentence, files, **heading)
+    files = {**write_plots(outcomes, closed, best, defaults, out), **unseen_plot(unseen, defaults, out)}
+    files.update(figures or {})
+    text = summary_markdown(out, rows, closed, unseen, pooled, knees, defaults, costs, sentence, files, **heading)
     (out / "summary.md").write_text(text)
     print(text)
     print(f"wrote {out / 'results.csv'}, {out / 'summary.md'} and {len(files)} plots")
@@ -96,13 +100,29 @@ def write_plots(
     return files
 
 
+def unseen_plot(unseen: dict, defaults: dict, out: Path) -> dict[str, str]:
+    """Unseen-speaker UAR against strength, when some strategy ran its folds at more than one strength."""
+    from avdisentangle.evaluation.frontier_plot import plot_unseen_by_strength
+
+    curves: dict[str, list] = {}
+    for (strategy, strength), s in unseen.items():
+        weight = defaults.get(strategy) if strength is None else strength
+        if strategy != analysis.BASELINE and weight is not None:
+            curves.setdefault(strategy, []).append((weight, s["unseen_speaker_emotion_uar"]))
+    if not any(len(points) > 1 for points in curves.values()):
+        return {}
+    baseline = unseen.get((analysis.BASELINE, None))
+    plot_unseen_by_strength(curves, out / "unseen.png", baseline["unseen_speaker_emotion_uar"] if baseline else None)
+    return {"Unseen speakers: emotion UAR against strength (95% intervals over folds)": "unseen.png"}
+
+
 def machine() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {device}; torch {torch.__version__}"
 
 
 def summary_markdown(
-    out, rows, closed, unseen, pooled, knees, defaults, sentence, files, profile, command, seconds
+    out, rows, closed, unseen, pooled, knees, defaults, costs, sentence, files, profile, command, seconds
 ) -> str:
     closed_rows = [r for r in rows if r["split"] == "closed_set"]
     lines = [
@@ -137,7 +157,7 @@ def summary_markdown(
         lines += [
             "## Emotion on unseen speakers (speakers held out in rotation)",
             "",
-            tables.unseen_table(unseen, pooled),
+            tables.unseen_table(unseen, pooled, defaults),
             "",
         ]
     if any(strength is not None for _, strength in closed):
@@ -145,6 +165,19 @@ def summary_markdown(
             "## Frontier over strengths (knee chosen on validation, never test)",
             "",
             tables.frontier_table(closed, knees, defaults),
+            "",
+        ]
+    if costs:
+        lines += [
+            "## Identity removed at a fixed emotion cost (read off each strategy's frontier)",
+            "",
+            "The most identity removed (% of the room above the floor, by information and by accuracy) on the "
+            "frontier through `none` at (0, 0) and each strength's seed means, interpolated between strengths, "
+            "at a mean test UAR change of -1, -2 and -5 points; `>=` where even the strongest strength costs "
+            "less. Slope: % removed per UAR point paid (a line through the origin over the strengths that cost "
+            f"emotion). 95% percentile intervals from {tradeoff.RESAMPLES} bootstrap draws of whole seeds.",
+            "",
+            tradeoff.tradeoff_table(costs),
             "",
         ]
     if closed:

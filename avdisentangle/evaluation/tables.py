@@ -130,17 +130,26 @@ def closed_set_table(summary: dict[tuple, dict]) -> str:
     return "\n".join(lines)
 
 
-def unseen_table(summary: dict[tuple, dict], pooled: dict[str, Interval | None]) -> str:
+def unseen_table(
+    summary: dict[tuple, dict], pooled: dict[str, Interval | None], defaults: dict[str, float | None]
+) -> str:
+    """Per strategy and strength: UAR on held-out speakers, its change paired over folds (the verdict), and at
+    the file's strength the pooled-clip bootstrap (clip sampling only: never the verdict)."""
     lines = [
-        "| strategy | emotion UAR on unseen speakers | ΔUAR (points), paired over folds | ΔUAR (points), pooled "
-        "clips, bootstrap |",
-        "|" + " --- |" * 4,
+        "| strategy | weight | emotion UAR on unseen speakers | ΔUAR (points), paired over folds | ΔUAR (points), "
+        "pooled clips, bootstrap |",
+        "|" + " --- |" * 5,
     ]
-    for (strategy, _), s in summary.items():
+    points = [
+        (strategy, defaults.get(strategy) if strength is None else strength, strength is None, s)
+        for (strategy, strength), s in summary.items()
+    ]
+    for strategy, weight, is_default, s in sorted(points, key=lambda p: (p[0] != BASELINE, p[0], p[1] or 0.0)):
         paired = strategy != BASELINE
-        pooled_delta = pooled.get(strategy)
+        pooled_delta = pooled.get(strategy) if is_default else None
+        shown = "—" if weight is None else f"{weight:g}{' (default)' if is_default else ''}"
         lines.append(
-            f"| {strategy} | {fmt(s['unseen_speaker_emotion_uar'])} | "
+            f"| {strategy} | {shown} | {fmt(s['unseen_speaker_emotion_uar'])} | "
             f"{fmt(s['unseen_delta_uar_points'], 1) if paired else '—'} "
             f"| {fmt(pooled_delta, 1) if paired and pooled_delta else '—'} |"
         )
@@ -173,34 +182,43 @@ def frontier_table(summary: dict[tuple, dict], knees: dict[str, float | None], d
 def targets(
     summary: dict[tuple, dict], unseen: dict[tuple, dict], pooled: dict[str, Interval | None], paper: tuple[str, ...]
 ) -> list[str]:
-    """The issue's targets, each marked met or not from this run's numbers (default strengths)."""
+    """The targets, each marked met or not from this run's numbers: identity removed at the default strengths
+    with emotion held (mean ΔUAR >= -1 point), an interval above 0, by information and by accuracy; and a gain
+    on unseen speakers at any strength, with the fold-paired interval as the verdict."""
     defaults = {k[0]: s for k, s in summary.items() if k[1] is None and k[0] != BASELINE}
 
-    def holds(s) -> bool:
-        delta = s["delta_uar_points"]
-        return delta.mean >= -1.0 and not (delta.high < 0)
-
-    def best(names) -> tuple[str, float]:
+    def best(names, column: str) -> tuple[str, float]:
         scored = [
-            (n, defaults[n]["disentanglement_floor_pct"].mean) for n in names if n in defaults and holds(defaults[n])
+            (n, defaults[n][column].mean)
+            for n in names
+            if n in defaults and defaults[n]["delta_uar_points"].mean >= -1.0 and defaults[n][column].low > 0
         ]
         return max(scored, key=lambda p: p[1]) if scored else ("none qualifies", math.nan)
 
-    paper_best, overall_best = best(paper), best(defaults)
-    over_folds = [k[0] for k, s in unseen.items() if k[0] != BASELINE and s["unseen_delta_uar_points"].low > 0]
+    def named(result: tuple[str, float]) -> str:
+        return result[0] if math.isnan(result[1]) else f"{result[0]}, {result[1]:.1f}%"
+
+    graded_paper, graded_best = best(paper, "disentanglement_info_pct"), best(defaults, "disentanglement_info_pct")
+    accuracy_best = best(defaults, "disentanglement_floor_pct")
+    over_folds = [
+        k[0] if k[1] is None else f"{k[0]} at {k[1]:g}"
+        for k, s in unseen.items()
+        if k[0] != BASELINE and s["unseen_delta_uar_points"].low > 0
+    ]
     over_clips = [n for n, d in pooled.items() if d is not None and n != BASELINE and d.low > 0]
     mark = {True: "met", False: "not met"}
+    held = "at the file's strength, mean ΔUAR >= -1 point, interval above 0"
     return [
-        f"- A paper technique ({', '.join(paper)}) removes >= 30% (floor-normalised) with UAR held "
-        f"(mean >= -1 point, interval reaching 0): {mark[paper_best[1] >= 30]} (best: {paper_best[0]}, "
-        f"{paper_best[1]:.1f}%).",
-        f"- The best strategy reaches >= 50% on the same terms: {mark[overall_best[1] >= 50]} "
-        f"(best: {overall_best[0]}, {overall_best[1]:.1f}%).",
-        "- A strategy raises UAR on unseen speakers with an interval above 0: over folds (training variance "
-        "included): "
-        f"{mark[bool(over_folds)]}{' (' + ', '.join(over_folds) + ')' if over_folds else ''}; over pooled clips "
-        "(clip sampling "
-        f"only): {mark[bool(over_clips)]}{' (' + ', '.join(over_clips) + ')' if over_clips else ''}.",
+        f"- Graded: a paper technique ({', '.join(paper)}) removes >= 30% of the removable identity information "
+        f"({held}): {mark[graded_paper[1] >= 30]} (best: {named(graded_paper)}).",
+        f"- Graded: the best strategy removes >= 50% on the same terms: {mark[graded_best[1] >= 50]} "
+        f"(best: {named(graded_best)}).",
+        f"- Accuracy: the best strategy removes >= 13% (the paper's figure; D_floor, {held}): "
+        f"{mark[accuracy_best[1] >= 13]} (best: {named(accuracy_best)}).",
+        "- A strategy raises UAR on unseen speakers with an interval above 0, paired over folds (the verdict: "
+        f"training variance included): {mark[bool(over_folds)]}"
+        f"{' (' + ', '.join(over_folds) + ')' if over_folds else ''}; over pooled clips (clip sampling only, "
+        f"secondary): {mark[bool(over_clips)]}{' (' + ', '.join(over_clips) + ')' if over_clips else ''}.",
     ]
 
 
