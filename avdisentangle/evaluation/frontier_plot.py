@@ -41,14 +41,20 @@ def plot_frontier(panels: Mapping[str, Mapping[str, Sequence[tuple]]], path, bas
     return save_png(fig, path)
 
 
+def baseline_band(ax, baseline_uar) -> None:
+    """`none`'s mean UAR as a dashed line in its 95% band (mean, low, high; no band without bounds)."""
+    if baseline_uar is None:
+        return
+    mean, low, high = baseline_uar
+    if not (math.isnan(low) or math.isnan(high)):
+        ax.axhspan(low, high, color="grey", alpha=0.15, zorder=0)
+    ax.axhline(mean, color="grey", linestyle="--", linewidth=1.2, zorder=1, label="none (95% band)")
+
+
 def _frontier_panel(ax, curves: Mapping[str, Sequence[tuple]], baseline_uar) -> None:
     """One panel: `none`'s UAR band, a line per strategy through its points and their bars, 0 and the floor (100%)."""
     cmap = colormaps["tab10"]
-    if baseline_uar is not None:
-        mean, low, high = baseline_uar
-        if not (math.isnan(low) or math.isnan(high)):
-            ax.axhspan(low, high, color="grey", alpha=0.15, zorder=0)
-        ax.axhline(mean, color="grey", linestyle="--", linewidth=1.2, zorder=1, label="none (95% band)")
+    baseline_band(ax, baseline_uar)
     for index, (strategy, points) in enumerate(curves.items()):
         tint = colour(cmap, index + 1)
         xs = np.array([p[1] for p in points], dtype=float)
@@ -87,11 +93,7 @@ def plot_unseen_by_strength(curves: Mapping[str, Sequence[tuple]], path, baselin
     fig = new_figure(7.5, 5.0)
     ax = fig.subplots()
     cmap = colormaps["tab10"]
-    if baseline_uar is not None:
-        mean, low, high = baseline_uar
-        if not (math.isnan(low) or math.isnan(high)):
-            ax.axhspan(low, high, color="grey", alpha=0.15, zorder=0)
-        ax.axhline(mean, color="grey", linestyle="--", linewidth=1.2, zorder=1, label="none (95% band)")
+    baseline_band(ax, baseline_uar)
     for index, (strategy, points) in enumerate(curves.items()):
         tint = colour(cmap, index + 1)
         weights = np.array([p[0] for p in points], dtype=float)

@@ -29,7 +29,7 @@ class Profile:
     grid: int  # strengths per strategy from its sweep file (1: the config file's strength only)
 
 
-PROFILES = {"quick": Profile(seeds=3, folds=3, grid=1), "full": Profile(seeds=5, folds=4, grid=5)}
+PROFILES = {"quick": Profile(seeds=6, folds=6, grid=1), "full": Profile(seeds=6, folds=6, grid=5)}
 
 
 def discover_strategies(config_dir: Path) -> list[str]:
