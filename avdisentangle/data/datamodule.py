@@ -1,4 +1,4 @@
-"""`AVDataModule`: a corpus on disk becomes cached features, closed-set splits and batches.
+"""`AVDataModule`: a corpus on disk becomes cached features (`preparation.py`), closed-set splits and batches.
 
 Label maps, class counts and class weights come from the data and are linked into the model by
 the CLI, so nobody types `num_speakers` by hand. Training epochs read only the memory-mapped cache.
@@ -6,28 +6,27 @@ the CLI, so nobody types `num_speakers` by hand. Training epochs read only the m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
 import torch
-from filelock import FileLock
 from torch.utils.data import DataLoader
 
 from avdisentangle.data.augment import AudioAugment
-from avdisentangle.data.cache import FeatureCache, PrepareSummary, cache_dir_for, prepare_cache, read_summary
-from avdisentangle.data.corpora import CORPORA, read_corpus
-from avdisentangle.data.corpora.manifest import locate_manifest
+from avdisentangle.data.cache import FeatureCache
+from avdisentangle.data.corpora import CORPORA
 from avdisentangle.data.cross_corpus import UNKNOWN_SPEAKER, CheckpointLabelSpace
 from avdisentangle.data.dataset import CachedClips, evaluation_sampler, keep_batch
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.data.loose_clips import loose_clips
+from avdisentangle.data.preparation import CorpusPreparation
 from avdisentangle.data.protocols import corpus_folds, protocol_for
-from avdisentangle.data.records import CorpusError, CorpusListing, require_root
+from avdisentangle.data.records import CorpusError
+from avdisentangle.data.samplers import check_batch_shape, training_batches
 from avdisentangle.data.speaker_norm import SpeakerNormaliser
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
-from avdisentangle.data.synthetic import SyntheticConfig, generate_corpus
+from avdisentangle.data.synthetic import SyntheticConfig
 from avdisentangle.errors import UserError
 
 PREDICT_SPLITS = (*SPLIT_NAMES, "all")
@@ -37,7 +36,7 @@ PREDICT_SPLITS = (*SPLIT_NAMES, "all")
 torch.serialization.add_safe_globals([FeatureConfig, SyntheticConfig, AudioAugment])
 
 
-class AVDataModule(L.LightningDataModule):
+class AVDataModule(CorpusPreparation, L.LightningDataModule):
     """Aligned audio-visual clips of one corpus, as cached features split by a seed.
 
     Args:
@@ -61,6 +60,8 @@ class AVDataModule(L.LightningDataModule):
             fold with one seed tests every speaker exactly once.
         seed: fixes the split (for speaker_folds, the dealing of speakers into folds).
         batch_size: clips per batch.
+        speakers_per_batch: training batches of this many speakers x batch_size / speakers_per_batch clips each
+            (`samplers.py`; one process only); None (default): shuffled clips.
         prepare_workers: processes that write the synthetic corpus and extract features in `prepare`.
         num_workers: DataLoader workers, as in Lightning's hints; 0 is usually fastest since a batch
             is one slice of memory-mapped arrays.
@@ -90,6 +91,7 @@ class AVDataModule(L.LightningDataModule):
         fold: int = 0,
         seed: int = 0,
         batch_size: int = 32,
+        speakers_per_batch: int | None = None,
         prepare_workers: int = 2,
         num_workers: int = 0,
         predict_split: str = "test",
@@ -110,6 +112,7 @@ class AVDataModule(L.LightningDataModule):
         ):
             if value < least:
                 raise UserError(f"{name} must be at least {least}, got {value}")
+        check_batch_shape(batch_size, speakers_per_batch)
         if predict_split not in PREDICT_SPLITS:
             raise UserError(f"unknown predict_split {predict_split!r}; choose one of {', '.join(PREDICT_SPLITS)}")
         self.save_hyperparameters()
@@ -129,6 +132,7 @@ class AVDataModule(L.LightningDataModule):
         self.fold = fold
         self.seed = seed
         self.batch_size = batch_size
+        self.speakers_per_batch = speakers_per_batch
         self.prepare_workers = prepare_workers
         self.num_workers = num_workers
         self.predict_split = predict_split
@@ -139,51 +143,7 @@ class AVDataModule(L.LightningDataModule):
         self.prepared_cache: Path | None = None  # set by `from_cache`
         self.splits: dict[str, np.ndarray] = {}
 
-    # ---- preparation: prepare_data writes to disk, setup assigns state ------------------------
-    def corpus_root(self) -> Path:
-        """The folder (or manifest CSV) to read; the synthetic corpus is generated there on first use."""
-        if self.corpus == "synthetic":
-            default_root = self.cache_root / "synthetic" / self.synthetic.fingerprint()
-            root = default_root if self.root is None else Path(self.root)
-            return generate_corpus(root, self.synthetic, progress=self.progress, workers=self.prepare_workers)
-        if self.corpus == "manifest":
-            return locate_manifest(self.root)  # the CSV itself, or the manifest.csv in a folder
-        return require_root(self.root, self.corpus)
-
-    def listing(self) -> tuple[Path, CorpusListing]:
-        """The corpus root and its clips (the root found, or generated, once)."""
-        root = self.corpus_root()
-        options = {"vocal_channels": self.vocal_channels} if self.corpus == "ravdess" else {}
-        return root, read_corpus(self.corpus, root, modalities=self.features.modality_names, **options)
-
-    def cache_location(self, listed: tuple[Path, CorpusListing] | None = None) -> Path:
-        """The cache folder of this corpus content and feature config."""
-        if self.prepared_cache is not None:
-            return self.prepared_cache
-        root, listing = listed or self.listing()
-        return cache_dir_for(self.cache_root, self.corpus, root, listing, self.features)
-
-    def prepare_data(self) -> PrepareSummary:
-        """Generate the synthetic corpus if needed and build the feature cache unless a whole one exists
-        (printing what was kept and refused); assigns no state. Under a lock (`filelock`, on every platform):
-        under torchrun every process readies the DataModule, and only one may generate and cache."""
-        if self.prepared_cache is not None:
-            return read_summary(FeatureCache.open(self.prepared_cache).path)
-        self.cache_root.mkdir(parents=True, exist_ok=True)
-        with FileLock(self.cache_root / ".prepare.lock"):
-            listed = self.listing()
-            summary = prepare_cache(
-                listed[1],
-                self.features,
-                self.cache_location(listed),
-                corpus=self.corpus,
-                num_workers=self.prepare_workers,
-                progress=self.progress,
-            )
-        if not summary.from_existing_cache:
-            print("\n".join(summary.lines()))
-        return summary
-
+    # ---- setup assigns state from the cache that `prepare_data` (preparation.py) wrote -----------
     def setup(self, stage: str | None = None) -> None:
         """Open the prepared cache and derive label ids and splits (once)."""
         if stage == "fit" and self.label_space_from is not None:
@@ -225,14 +185,6 @@ class AVDataModule(L.LightningDataModule):
             self.prepare_data()
             self.setup()
         return self
-
-    @classmethod
-    def from_cache(cls, path: str | Path, **options) -> AVDataModule:
-        """A DataModule over a finished cache folder alone (its corpus need not be on this machine)."""
-        meta = json.loads((Path(path) / "meta.json").read_text())
-        datamodule = cls(corpus=meta["corpus"], features=FeatureConfig(**meta["features"]), **options)
-        datamodule.prepared_cache = Path(path)
-        return datamodule
 
     def require_setup(self) -> None:
         if self.cache is None:
@@ -276,14 +228,18 @@ class AVDataModule(L.LightningDataModule):
         self.require_setup()
         return CachedClips(self.cache, self.splits[split], self.emotion_ids, self.speaker_ids, self.normaliser)
 
-    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def loader(self, split: str, training: bool = False) -> DataLoader:
+        """A split's batches: in order, or, for `training`, drawn as `samplers.training_batches` says."""
         dataset = self.dataset(split)
+        if training:
+            world_size = 1 if self.trainer is None else self.trainer.world_size
+            speakers = self.speaker_ids[dataset.indices]
+            batching = training_batches(speakers, self.batch_size, self.speakers_per_batch, self.seed, world_size)
+        else:
+            batching = {"batch_size": self.batch_size, "sampler": evaluation_sampler(dataset)}
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else evaluation_sampler(dataset),
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            **batching,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -291,7 +247,7 @@ class AVDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        return self.loader("train", training=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
