@@ -13,6 +13,7 @@ import torch
 from avdisentangle.cli import main
 from avdisentangle.data.datamodule import AVDataModule
 from avdisentangle.export import FORMATS, OUTPUT_NAMES
+from avdisentangle.lightning_cli import run_lightning
 from avdisentangle.models import MultitaskAVModule
 from tests.conftest import TINY_FEATURES
 from tests.helpers import TinyAVData, batch_of, fit_args, model, run, trainer
@@ -92,6 +93,42 @@ def test_a_one_modality_model_takes_only_its_input(audio_checkpoint, tmp_path, c
     )
     assert main([*args, "--audio_shape=12,24"]) == 0
     assert_same_as_predict_step(audio_checkpoint, exported, "torchscript", batch_of(5))
+
+
+def test_an_emotion_head_reading_identity_predicts_and_exports(
+    tiny_corpus, tmp_path, monkeypatch, capsys, single_thread
+):
+    """`--model.emotion_reads_identity=true` from fit to `predict` (which takes it from the checkpoint) and the
+    TorchScript export, both giving the checkpoint's own `predict_step` outputs. In this process: two fresh
+    interpreters would double the test's time."""
+    import wandb
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["avdisentangle"])
+    checkpoint, output_dir = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "predictions"
+    predict = [*SMALL, f"--ckpt_path={checkpoint}", f"--prediction_writer.output_dir={output_dir}"]
+    try:
+        run_lightning(fit_args(tiny_corpus, tmp_path, *QUICK, *SMALL, "--model.emotion_reads_identity=true")[3:])
+        wandb.finish()  # else predict's logger joins the fit's run, and a later test's would too
+        run_lightning(fit_args(tiny_corpus, tmp_path, *predict, command="predict")[3:])
+    finally:
+        wandb.finish()
+    module = MultitaskAVModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    assert module.emotion_head.in_features == 16  # z_emotion (8) and z_identity (8)
+    written = np.load(output_dir / "embeddings.npz")
+    data = AVDataModule(
+        "cremad", str(tiny_corpus), str(tmp_path / "cache"), TINY_FEATURES, batch_size=64, prepare_workers=0
+    )
+    batch = next(iter(data.ready().loader("test")))  # predict's default split, whole
+    with torch.no_grad():
+        expected = module.predict_step(batch, 0)
+    for name in ("emotion_probs", "z_emotion", "z_identity"):
+        np.testing.assert_allclose(written[name], expected[name].numpy(), atol=1e-5, err_msg=name)
+
+    exported = tmp_path / "model.ts.pt"
+    assert main(["export", f"--ckpt_path={checkpoint}", "--format=torchscript", f"--output={exported}"]) == 0
+    capsys.readouterr()
+    assert_same_as_predict_step(checkpoint, exported, "torchscript", batch)
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,24 @@ def test_class_weights_change_the_emotion_loss() -> None:
     assert not torch.isclose(plain_ce, weighted_ce)
 
 
+@pytest.mark.parametrize("reads_identity", [False, True])
+def test_the_emotion_loss_never_reaches_the_identity_branch(reads_identity: bool) -> None:
+    """The emotion head may read z_identity (`emotion_reads_identity`), but through a stop-gradient only: the
+    emotion CE alone leaves the identity branch without gradient and still moves the emotion branch."""
+    torch.manual_seed(0)
+    net = model(dropout=0.0, emotion_reads_identity=reads_identity)
+    batch = make_batch()
+    net.task_losses(net(batch), batch)["emotion/ce"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in net.identity_branch.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.emotion_branch.parameters())
+    head = net.emotion_head.weight
+    assert tuple(head.shape) == (NUM_EMOTIONS, 32 if reads_identity else 16)
+    if reads_identity:  # the head does read z_identity: the weights on it learn from the emotion loss
+        assert head.grad[:, 16:].abs().sum() > 0
+    # the option off keeps the head's parameter names, so checkpoints written before it still load
+    assert {"emotion_head.weight", "emotion_head.bias"} <= set(net.state_dict())
+
+
 @pytest.mark.parametrize("fusion", ["concat", "attention"])
 def test_optimisation_reduces_loss(fusion: str) -> None:
     torch.manual_seed(0)

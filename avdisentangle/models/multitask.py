@@ -31,6 +31,7 @@ from avdisentangle.models.factories import (
     forget_weights_files,
 )
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
+from avdisentangle.models.heads import EmotionHead, branch
 from avdisentangle.models.metrics import task_metrics
 
 if TYPE_CHECKING:
@@ -40,13 +41,6 @@ if TYPE_CHECKING:
 FUSIONS = {"concat": ConcatFusion, "attention": AttentionFusion}
 TASKS = ("emotion", "speaker")
 STRATEGY_PREFIX = "strategy_modules."
-
-
-def branch(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
-    """A two-layer projection from the shared trunk to one low-dimensional embedding."""
-    return nn.Sequential(
-        nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(in_dim, out_dim)
-    )
 
 
 def check_settings(
@@ -64,6 +58,7 @@ class MultitaskAVModule(L.LightningModule):
     """Audio/video encoders -> fusion -> h -> (z_emotion -> emotion head, z_identity -> speaker head).
 
     Loss = CE(emotion, optional class weights) + identity_weight * CE(speaker) + strategy terms.
+    With `emotion_reads_identity` the emotion head also reads z_identity, gradient-stopped (`models/heads.py`).
     The encoders are injected factories (`models/factories.py`): `audio_encoder(hidden_dim)` and
     `video_encoder(video_channels, hidden_dim)`, or their plain form (an import path or class_path + init_args).
     """
@@ -86,6 +81,7 @@ class MultitaskAVModule(L.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         emotion_label_names: list[str] | None = None,
+        emotion_reads_identity: bool = False,
     ) -> None:
         super().__init__()
         factories = (audio_encoder, video_encoder)
@@ -100,7 +96,7 @@ class MultitaskAVModule(L.LightningModule):
         self.fusion = FUSIONS[fusion](self.modalities, hidden_dim, hidden_dim, dropout=dropout)
         self.emotion_branch = branch(hidden_dim, emotion_dim, dropout)
         self.identity_branch = branch(hidden_dim, identity_dim, dropout)
-        self.emotion_head = nn.Linear(emotion_dim, num_emotions)
+        self.emotion_head = EmotionHead(emotion_dim, identity_dim, num_emotions, emotion_reads_identity)
         self.speaker_head = nn.Linear(identity_dim, num_speakers)
         # Not persistent: the weights come from the hyperparameters, so checkpoints never disagree with them.
         weights = None if emotion_class_weights is None else torch.tensor(emotion_class_weights, dtype=torch.float32)
@@ -157,7 +153,7 @@ class MultitaskAVModule(L.LightningModule):
         return {
             "z_emotion": z_emotion,
             "z_identity": z_identity,
-            "emotion_logits": self.emotion_head(z_emotion),
+            "emotion_logits": self.emotion_head(z_emotion, z_identity),
             "speaker_logits": self.speaker_head(z_identity),
         }
 
