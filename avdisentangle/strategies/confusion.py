@@ -21,30 +21,37 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from avdisentangle.strategies.adversary import speaker_adversary
-from avdisentangle.strategies.base import DisentanglementStrategy
+from avdisentangle.strategies.adversarial import AdversarialStrategy
+from avdisentangle.strategies.adversary import speaker_adversaries
 
 
-class ConfusionStrategy(DisentanglementStrategy):
+class ConfusionStrategy(AdversarialStrategy):
     """Speaker adversary on detached z_emotion + encoder loss towards its uniform prediction over the
     speakers training has shown.
 
     Terms: `adversary_ce` (weight 1: it only trains the adversary) and `confusion` (times weight).
+    adversary_steps > 1: the adversary's extra steps per batch; adversaries > 1: an ensemble whose
+    confusion terms are averaged (`strategies/adversarial.py`).
     """
 
     name = "confusion"
 
-    def __init__(self, weight: float = 0.3, hidden_dim: int = 64, adversary_lr_scale: float = 10.0) -> None:
-        super().__init__(weight, lr_scale=adversary_lr_scale)
-        self.hidden_dim = hidden_dim
+    def __init__(
+        self,
+        weight: float = 0.3,
+        hidden_dim: int = 64,
+        adversary_lr_scale: float = 10.0,
+        adversary_steps: int = 1,
+        adversaries: int = 1,
+    ) -> None:
+        super().__init__(weight, hidden_dim, adversary_lr_scale, adversary_steps, adversaries)
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
         hparams = pl_module.hparams
-        adversary = speaker_adversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
+        adversary = speaker_adversaries(self.adversaries, hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
         # The speakers of the training batches so far: the target spans them. Not checkpointed (older
         # checkpoints load as they are); a resumed run refills it from its first batches.
         adversary.register_buffer("seen", torch.zeros(hparams.num_speakers, dtype=torch.bool), persistent=False)
@@ -54,10 +61,12 @@ class ConfusionStrategy(DisentanglementStrategy):
         z_emotion = outputs["z_emotion"]
         if self.module.training:
             self.module.seen[batch["speaker"]] = True
-        adversary_ce = F.cross_entropy(self.module(z_emotion.detach()).float(), batch["speaker"])
+        self.train_adversary(z_emotion, batch["speaker"])
+        adversary_ce = self.adversary_ce(z_emotion.detach(), batch["speaker"])
         frozen = {name: p.detach() for name, p in self.module.named_parameters()}
-        log_probs = functional_call(self.module, frozen, (z_emotion,)).float().log_softmax(dim=1)
+        # (batch, speakers), or (members, batch, speakers) for an ensemble: the mean is over members too
+        log_probs = functional_call(self.module, frozen, (z_emotion,)).float().log_softmax(dim=-1)
         seen = self.module.seen
-        target = torch.where(seen.any(), seen.float(), torch.ones_like(log_probs[0]))  # no host sync
-        confusion = -(log_probs * (target / target.sum())).sum(dim=1).mean()
+        target = torch.where(seen.any(), seen.float(), torch.ones_like(seen, dtype=log_probs.dtype))  # no host sync
+        confusion = -(log_probs * (target / target.sum())).sum(dim=-1).mean()
         return {"adversary_ce": adversary_ce, "confusion": self.weight * confusion}

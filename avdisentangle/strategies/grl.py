@@ -11,11 +11,10 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avdisentangle.strategies.adversary import speaker_adversary
-from avdisentangle.strategies.base import DisentanglementStrategy
+from avdisentangle.strategies.adversarial import AdversarialStrategy
+from avdisentangle.strategies.adversary import speaker_adversaries
 from avdisentangle.strategies.schedules import Schedule, ScheduleState
 
 
@@ -39,22 +38,24 @@ def grad_reverse(x: Tensor, lambda_: Tensor | float) -> Tensor:
 
 
 class SpeakerAdversary(nn.Module):
-    """MLP speaker classifier behind a gradient reversal layer; lambda is its schedule's checkpointed value."""
+    """MLP speaker classifier(s) behind a gradient reversal layer; lambda is its schedule's checkpointed value."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int, count: int = 1) -> None:
         super().__init__()
-        self.mlp = speaker_adversary(in_dim, hidden_dim, num_speakers)
+        self.mlp = speaker_adversaries(count, in_dim, hidden_dim, num_speakers)
         self.schedule_state = ScheduleState()
 
     def forward(self, z: Tensor) -> Tensor:
         return self.mlp(grad_reverse(z, self.schedule_state.scale))
 
 
-class GradientReversalStrategy(DisentanglementStrategy):
+class GradientReversalStrategy(AdversarialStrategy):
     """Adversarial speaker removal from z_emotion via gradient reversal. Term: `adversary_ce`.
 
     schedule="constant" keeps lambda = lambda_max; "dann" ramps it with training progress
     p = global_step / estimated_stepping_batches (p = 1 when training length is unbounded).
+    adversary_steps > 1: the adversary's extra steps per batch; adversaries > 1: an ensemble whose
+    cross-entropies are averaged (`strategies/adversarial.py`).
     """
 
     name = "grl"
@@ -67,13 +68,15 @@ class GradientReversalStrategy(DisentanglementStrategy):
         gamma: float = 10.0,
         hidden_dim: int = 64,
         adversary_lr_scale: float = 10.0,
+        adversary_steps: int = 1,
+        adversaries: int = 1,
     ) -> None:
-        super().__init__(weight, lr_scale=adversary_lr_scale)
+        super().__init__(weight, hidden_dim, adversary_lr_scale, adversary_steps, adversaries)
         self.schedule = Schedule(schedule, gamma, peak=lambda_max)
-        self.hidden_dim = hidden_dim
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
-        return SpeakerAdversary(pl_module.hparams.emotion_dim, self.hidden_dim, pl_module.hparams.num_speakers)
+        hparams = pl_module.hparams
+        return SpeakerAdversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers, self.adversaries)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -83,5 +86,5 @@ class GradientReversalStrategy(DisentanglementStrategy):
         pl_module.log(f"train/{self.name}/lambda", self.schedule_state().scale.clone(), on_step=True, on_epoch=False)
 
     def loss_terms(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
-        logits = self.module(outputs["z_emotion"])
-        return {"adversary_ce": self.weight * F.cross_entropy(logits.float(), batch["speaker"])}
+        self.train_adversary(outputs["z_emotion"], batch["speaker"])
+        return {"adversary_ce": self.weight * self.adversary_ce(outputs["z_emotion"], batch["speaker"])}
