@@ -13,10 +13,11 @@ import yaml
 from torch.utils.data import DataLoader
 
 from avdisentangle.errors import UserError
+from avdisentangle.evaluation.run_plan import default_strength
 from avdisentangle.lightning_cli import refuse_repeated_strategies, run_lightning
 from avdisentangle.models import MultitaskAVModule
 from avdisentangle.strategies import HSICStrategy, OrthogonalStrategy
-from tests.helpers import TinyAVData, batch_of, fit_args, make_samples, model, trainer
+from tests.helpers import REPO, TinyAVData, batch_of, fit_args, make_samples, model, trainer
 
 MISMATCH = "checkpoint trained with hsic"
 
@@ -27,7 +28,7 @@ def assert_whole_config(config: dict) -> None:
     assert config["trainer"]["max_epochs"] == 1 and config["trainer"]["deterministic"] is True
     (strategy,) = config["trainer"]["callbacks"]
     assert strategy["class_path"] == "avdisentangle.strategies.HSICStrategy"
-    assert strategy["init_args"]["weight"] == 0.03
+    assert strategy["init_args"]["weight"] == default_strength(REPO / "experiments/configs/strategy/hsic.yaml")
 
 
 def test_a_fit_logs_its_whole_config_to_wandb_and_csv(tiny_corpus, tmp_path, monkeypatch, single_thread):

@@ -18,9 +18,10 @@ import pytest
 from wandb.proto import wandb_internal_pb2
 
 from avdisentangle.cli import main
+from avdisentangle.evaluation.run_plan import default_strength
 from avdisentangle.evaluation.tables import RUN_COLUMNS
 from avdisentangle.lightning_cli import run_lightning
-from tests.helpers import FEATURE_ARGS, fit_args, model, trainer
+from tests.helpers import FEATURE_ARGS, REPO, fit_args, model, trainer
 
 BLOCK, HEADER = 32768, 7  # the LevelDB log layout of a `.wandb` file: 32 KiB blocks, 7-byte chunk headers
 FULL, FIRST, LAST = 1, 2, 4
@@ -119,7 +120,8 @@ def fit_and_test(tiny_corpus, workdir, single_thread) -> tuple[OfflineRun, Offli
 def test_a_fit_run_holds_the_whole_config_and_every_metric(fit_and_test):
     fit, _ = fit_and_test
     (hsic,) = [c for c in fit.config["trainer"]["callbacks"] if c["class_path"].endswith(".HSICStrategy")]
-    assert hsic["init_args"]["weight"] == 0.03 and hsic["init_args"]["schedule"] == "dann"  # the file's, a default
+    file_weight = default_strength(REPO / "experiments/configs/strategy/hsic.yaml")  # schedule: a default
+    assert hsic["init_args"]["weight"] == file_weight and hsic["init_args"]["schedule"] == "dann"
     assert fit.config["seed_everything"] == 0 and fit.config["trainer"]["max_epochs"] == 1
     assert fit.config["wandb_records"] == {"confusion_matrix": True, "checkpoints": True}
     for key in ("train/loss", "val/emotion/uar", "val/hsic/hsic", "trainer/global_step"):
