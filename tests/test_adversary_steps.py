@@ -1,7 +1,6 @@
-"""Stronger adversaries for the adversarial strategies. Extra steps (`adversary_steps`): the adversary gets
-closer to its best response per encoder step, trains alone on detached z_emotion, follows the model's
-learning rate, resumes from a checkpoint, and stays equal across DDP processes. An ensemble (`adversaries`):
-the terms are the mean of its members'. Both train with the model, in mixed precision too."""
+"""The adversarial strategies' extra adversary steps (`adversary_steps`): the adversary gets closer to its best
+response per encoder step, trains alone on detached z_emotion, follows the model's learning rate, trains
+with the model (mixed precision too), resumes from a checkpoint, and stays equal across DDP processes."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ def adversary_params(net: torch.nn.Module, name: str) -> list[torch.Tensor]:
 @pytest.mark.parametrize("strategy", ADVERSARIAL, ids=lambda cls: cls.name)
 def test_extra_steps_bring_the_adversary_closer_to_its_best_response_per_encoder_step(strategy) -> None:
     """On fixed embeddings, three steps of the model's optimiser with k = 5 leave the adversary's speaker
-    cross-entropy lower than three with k = 1 (measured: about 1.45 -> 1.3 with k = 1, -> 0.7 with k = 5)."""
+    cross-entropy lower than three with k = 1 (measured: from 1.47 to 0.77 with k = 1, to 0.03 with k = 5)."""
     batch = batch_of()
     after = {}
     for steps in (1, 5):
@@ -73,38 +72,10 @@ def test_extra_steps_train_the_adversary_alone_on_training_batches_and_keep_ever
     assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in net.parameters())
 
 
-def test_fewer_than_one_adversary_or_step_is_a_user_error() -> None:
+def test_adversary_steps_below_one_is_a_user_error() -> None:
     for strategy in ADVERSARIAL:
-        for option in ("adversary_steps", "adversaries"):
-            with pytest.raises(UserError, match=f"{option} must be 1 or more; got 0"):
-                strategy(**{option: 0})
-
-
-@pytest.mark.parametrize("strategy", ADVERSARIAL, ids=lambda cls: cls.name)
-def test_an_ensemble_averages_the_terms_of_its_independently_initialised_members(strategy) -> None:
-    torch.manual_seed(0)
-    net = model(dropout=0.0).eval()
-    ensemble = strategy(adversaries=3)
-    ensemble.setup(None, net, "fit")
-    members = list(ensemble.module.mlp if strategy is GradientReversalStrategy else ensemble.module)
-    assert len(members) == 3 and not torch.equal(members[0][1].weight, members[1][1].weight)
-    batch = batch_of()
-    outputs = net(batch)
-    terms = ensemble.loss_terms(outputs, batch)
-    single = strategy()
-    single.setup(None, model(dropout=0.0), "fit")
-    each = []
-    for member in members:  # each member's terms, as a single adversary with its weights would give them
-        single.module.load_state_dict({**single.module.state_dict(), **member_state(member, strategy)})
-        each.append(single.loss_terms(outputs, batch))
-    for term, value in terms.items():
-        assert value.item() == pytest.approx(sum(t[term].item() for t in each) / 3, rel=1e-5), term
-
-
-def member_state(member: torch.nn.Module, strategy) -> dict[str, torch.Tensor]:
-    """An ensemble member's weights under the keys of a single adversary of `strategy`."""
-    prefix = "mlp." if strategy is GradientReversalStrategy else ""
-    return {prefix + key: value for key, value in member.state_dict().items()}
+        with pytest.raises(UserError, match="adversary_steps must be 1 or more; got 0"):
+            strategy(adversary_steps=0)
 
 
 class AdversaryLearningRates(L.Callback):
@@ -120,13 +91,13 @@ class AdversaryLearningRates(L.Callback):
 
 
 @pytest.mark.parametrize(
-    ("strategy", "precision", "adversaries"),
-    [(GradientReversalStrategy, "bf16-mixed", 1), (ConfusionStrategy, "32-true", 1), (ConfusionStrategy, "32-true", 2)],
-    ids=["grl-bf16", "confusion-32", "confusion-ensemble"],
+    ("strategy", "precision"),
+    [(GradientReversalStrategy, "bf16-mixed"), (ConfusionStrategy, "32-true")],
+    ids=["grl-bf16", "confusion-32"],
 )
-def test_adversarial_strategies_train_with_extra_steps(strategy, precision: str, adversaries: int) -> None:
+def test_adversarial_strategies_train_with_extra_steps(strategy, precision: str) -> None:
     L.seed_everything(0)
-    adversarial = strategy(adversary_steps=3, adversaries=adversaries)
+    adversarial = strategy(adversary_steps=3)
     rates = AdversaryLearningRates(adversarial)
     net = model()
     fit = trainer([adversarial, rates], precision=precision)

@@ -86,13 +86,12 @@ def test_a_strength_override_lands_on_the_strategy_file_given_last():
     assert hsic["init_args"]["weight"] == 0.7 and "weight" not in stopping["init_args"]
 
 
-def test_the_adversary_options_reach_the_adversarial_strategy_from_the_command_line():
-    """`report --fit_args` and the sweeps set them as the strength is set: on the last callback, the strategy's."""
+def test_adversary_steps_reach_the_adversarial_strategy_from_the_command_line():
+    """Set as the sweeps set the strength: the dotted option lands on the last callback, the strategy's."""
     files = ["--config", BASE, "--config", EARLY_STOPPING, "--config", GRL]
-    config = print_config(*files, "--trainer.callbacks.adversary_steps=5", "--trainer.callbacks.adversaries=3")
+    config = print_config(*files, "--trainer.callbacks.adversary_steps=5")
     stopping, grl = config["trainer"]["callbacks"]
-    assert (grl["init_args"]["adversary_steps"], grl["init_args"]["adversaries"]) == (5, 3)
-    assert "adversary_steps" not in stopping["init_args"]
+    assert grl["init_args"]["adversary_steps"] == 5 and "adversary_steps" not in stopping["init_args"]
 
 
 def test_an_interpolation_follows_later_files_and_the_command_line_into_the_model(tiny_corpus, tmp_path, monkeypatch):

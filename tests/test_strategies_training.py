@@ -129,7 +129,7 @@ def test_all_strategies_train_together_on_gpu_in_mixed_precision() -> None:
     L.seed_everything(0)
     net = model(fusion="attention", emotion_class_weights=[1.0, 2.0, 1.0])
     where = WhereTrainingRuns()
-    adversarial = [GradientReversalStrategy(adversary_steps=3), ConfusionStrategy(adversary_steps=2, adversaries=2)]
+    adversarial = [GradientReversalStrategy(adversary_steps=3), ConfusionStrategy(adversary_steps=2)]
     callbacks = [*adversarial, OrthogonalStrategy(), HSICStrategy(), where]  # extra adversary steps run in float32
     fit = trainer(callbacks, accelerator="gpu", devices=1, precision="16-mixed")
     with warnings.catch_warnings():

@@ -1,13 +1,13 @@
-"""What the adversarial strategies (gradient reversal, confusion) share: a stronger speaker adversary, by
-more training per batch (`adversary_steps`) or by an ensemble (`adversaries`).
+"""What the adversarial strategies (gradient reversal, confusion) share: an adversary that may train closer
+to its best response before the encoder's term is computed (`adversary_steps`).
 
 With one optimiser step per batch the adversary is a weak opponent: on real speech both adversaries
 ended near chance while a fresh MLP probe still read the speaker from z_emotion as well as without
-them. Stronger adversaries leave less for a post-hoc probe (Elazar & Goldberg 2018). With
+them. Stronger adversaries leave less for a post-hoc probe (Elazar & Goldberg 2018), so with
 `adversary_steps` k > 1 the adversary first takes k - 1 Adam steps of its own on the batch's DETACHED
 z_emotion, and the strategy's terms (and the model's step, which trains the adversary once more) then
-face that better reader. With `adversaries` n > 1 there are n independently initialised adversaries,
-each trained on its own cross-entropy, and the strategy averages its terms over them.
+face that better reader. Measured on the built-in benchmark (`grl` at 0.3, 16 seeds), k = 5 removed no
+more identity than k = 1, and `confusion` at 0.3 with k = 5 never learnt emotion (README, "Strategies").
 
 The extra steps run at the learning rate the model's optimiser gives the adversary now (the model's lr
 times the strategy's lr scale, on the cosine schedule), in float32 outside autocast (no gradient scaler
@@ -26,10 +26,10 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor
 
 from avdisentangle.errors import UserError
-from avdisentangle.strategies.adversary import adversary_cross_entropy
 from avdisentangle.strategies.base import DisentanglementStrategy
 
 
@@ -43,20 +43,15 @@ def averaged_over_processes(grads: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 
 
 class AdversarialStrategy(DisentanglementStrategy):
-    """A strategy whose module holds `adversaries` speaker adversaries on z_emotion (`speaker_adversaries`)
-    that may take `adversary_steps` - 1 extra steps per batch (see the module docstring). Subclasses build
-    their module with `self.adversaries` and call `train_adversary` first in `loss_terms`."""
+    """A strategy whose module is a speaker adversary on z_emotion that may take `adversary_steps` - 1
+    extra steps per batch (see the module docstring). Subclasses call `train_adversary` first in `loss_terms`."""
 
-    def __init__(
-        self, weight: float, hidden_dim: int, adversary_lr_scale: float, adversary_steps: int, adversaries: int
-    ) -> None:
+    def __init__(self, weight: float, hidden_dim: int, adversary_lr_scale: float, adversary_steps: int) -> None:
         super().__init__(weight, lr_scale=adversary_lr_scale)
-        for option, value in (("adversary_steps", adversary_steps), ("adversaries", adversaries)):
-            if value < 1:
-                raise UserError(f"{option} must be 1 or more; got {value}")
+        if adversary_steps < 1:
+            raise UserError(f"adversary_steps must be 1 or more; got {adversary_steps}")
         self.hidden_dim = hidden_dim
         self.adversary_steps = adversary_steps
-        self.adversaries = adversaries
         self.adversary_optimiser: torch.optim.Optimizer | None = None
 
     def setup(self, trainer: L.Trainer | None, pl_module: L.LightningModule, stage: str) -> None:
@@ -85,8 +80,8 @@ class AdversarialStrategy(DisentanglementStrategy):
                     own["lr"] = group["lr"]
 
     def adversary_ce(self, z_emotion: Tensor, speakers: Tensor) -> Tensor:
-        """The adversary's speaker cross-entropy on z_emotion (averaged over an ensemble), its training term."""
-        return adversary_cross_entropy(self.module(z_emotion), speakers)
+        """The adversary's speaker cross-entropy on z_emotion, its training term."""
+        return F.cross_entropy(self.module(z_emotion).float(), speakers)
 
     def train_adversary(self, z_emotion: Tensor, speakers: Tensor) -> None:
         """Training batches only: `adversary_steps` - 1 Adam steps of the adversary on detached z_emotion."""

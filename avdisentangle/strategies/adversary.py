@@ -1,10 +1,7 @@
-"""The speaker adversary shared by the adversarial strategies (gradient reversal, confusion), alone or as an
-ensemble of independently initialised adversaries whose terms are averaged."""
+"""The speaker adversary shared by the adversarial strategies (gradient reversal, confusion)."""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avdisentangle.strategies.batch_stats import batch_standardise
@@ -22,24 +19,3 @@ def speaker_adversary(in_dim: int, hidden_dim: int, num_speakers: int) -> nn.Seq
     return nn.Sequential(
         BatchStandardise(), nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, num_speakers)
     )
-
-
-class AdversaryEnsemble(nn.ModuleList):
-    """Adversaries that read the same input; their logits stacked as (members, batch, speakers)."""
-
-    def forward(self, z: Tensor) -> Tensor:
-        return torch.stack([member(z) for member in self])
-
-
-def speaker_adversaries(count: int, in_dim: int, hidden_dim: int, num_speakers: int) -> nn.Module:
-    """One adversary as it always was (its checkpoints keep their keys), or an ensemble of `count`."""
-    if count == 1:
-        return speaker_adversary(in_dim, hidden_dim, num_speakers)
-    return AdversaryEnsemble(speaker_adversary(in_dim, hidden_dim, num_speakers) for _ in range(count))
-
-
-def adversary_cross_entropy(logits: Tensor, speakers: Tensor) -> Tensor:
-    """Speaker cross-entropy of one adversary's logits (batch, speakers), or its mean over an ensemble's
-    members (members, batch, speakers)."""
-    members = logits.shape[0] if logits.dim() == 3 else 1
-    return F.cross_entropy(logits.flatten(0, -2).float(), speakers.repeat(members))

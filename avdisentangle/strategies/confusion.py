@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from avdisentangle.strategies.adversarial import AdversarialStrategy
-from avdisentangle.strategies.adversary import speaker_adversaries
+from avdisentangle.strategies.adversary import speaker_adversary
 
 
 class ConfusionStrategy(AdversarialStrategy):
@@ -33,25 +33,19 @@ class ConfusionStrategy(AdversarialStrategy):
     speakers training has shown.
 
     Terms: `adversary_ce` (weight 1: it only trains the adversary) and `confusion` (times weight).
-    adversary_steps > 1: the adversary's extra steps per batch; adversaries > 1: an ensemble whose
-    confusion terms are averaged (`strategies/adversarial.py`).
+    adversary_steps > 1: the adversary's extra steps per batch (`strategies/adversarial.py`).
     """
 
     name = "confusion"
 
     def __init__(
-        self,
-        weight: float = 0.3,
-        hidden_dim: int = 64,
-        adversary_lr_scale: float = 10.0,
-        adversary_steps: int = 1,
-        adversaries: int = 1,
+        self, weight: float = 0.3, hidden_dim: int = 64, adversary_lr_scale: float = 10.0, adversary_steps: int = 1
     ) -> None:
-        super().__init__(weight, hidden_dim, adversary_lr_scale, adversary_steps, adversaries)
+        super().__init__(weight, hidden_dim, adversary_lr_scale, adversary_steps)
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
         hparams = pl_module.hparams
-        adversary = speaker_adversaries(self.adversaries, hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
+        adversary = speaker_adversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers)
         # The speakers of the training batches so far: the target spans them. Not checkpointed (older
         # checkpoints load as they are); a resumed run refills it from its first batches.
         adversary.register_buffer("seen", torch.zeros(hparams.num_speakers, dtype=torch.bool), persistent=False)
@@ -64,9 +58,8 @@ class ConfusionStrategy(AdversarialStrategy):
         self.train_adversary(z_emotion, batch["speaker"])
         adversary_ce = self.adversary_ce(z_emotion.detach(), batch["speaker"])
         frozen = {name: p.detach() for name, p in self.module.named_parameters()}
-        # (batch, speakers), or (members, batch, speakers) for an ensemble: the mean is over members too
-        log_probs = functional_call(self.module, frozen, (z_emotion,)).float().log_softmax(dim=-1)
+        log_probs = functional_call(self.module, frozen, (z_emotion,)).float().log_softmax(dim=1)
         seen = self.module.seen
-        target = torch.where(seen.any(), seen.float(), torch.ones_like(seen, dtype=log_probs.dtype))  # no host sync
-        confusion = -(log_probs * (target / target.sum())).sum(dim=-1).mean()
+        target = torch.where(seen.any(), seen.float(), torch.ones_like(log_probs[0]))  # no host sync
+        confusion = -(log_probs * (target / target.sum())).sum(dim=1).mean()
         return {"adversary_ce": adversary_ce, "confusion": self.weight * confusion}

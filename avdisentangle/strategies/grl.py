@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from avdisentangle.strategies.adversarial import AdversarialStrategy
-from avdisentangle.strategies.adversary import speaker_adversaries
+from avdisentangle.strategies.adversary import speaker_adversary
 from avdisentangle.strategies.schedules import Schedule, ScheduleState
 
 
@@ -38,11 +38,11 @@ def grad_reverse(x: Tensor, lambda_: Tensor | float) -> Tensor:
 
 
 class SpeakerAdversary(nn.Module):
-    """MLP speaker classifier(s) behind a gradient reversal layer; lambda is its schedule's checkpointed value."""
+    """MLP speaker classifier behind a gradient reversal layer; lambda is its schedule's checkpointed value."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int, count: int = 1) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int, num_speakers: int) -> None:
         super().__init__()
-        self.mlp = speaker_adversaries(count, in_dim, hidden_dim, num_speakers)
+        self.mlp = speaker_adversary(in_dim, hidden_dim, num_speakers)
         self.schedule_state = ScheduleState()
 
     def forward(self, z: Tensor) -> Tensor:
@@ -54,8 +54,7 @@ class GradientReversalStrategy(AdversarialStrategy):
 
     schedule="constant" keeps lambda = lambda_max; "dann" ramps it with training progress
     p = global_step / estimated_stepping_batches (p = 1 when training length is unbounded).
-    adversary_steps > 1: the adversary's extra steps per batch; adversaries > 1: an ensemble whose
-    cross-entropies are averaged (`strategies/adversarial.py`).
+    adversary_steps > 1: the adversary's extra steps per batch (`strategies/adversarial.py`).
     """
 
     name = "grl"
@@ -69,14 +68,12 @@ class GradientReversalStrategy(AdversarialStrategy):
         hidden_dim: int = 64,
         adversary_lr_scale: float = 10.0,
         adversary_steps: int = 1,
-        adversaries: int = 1,
     ) -> None:
-        super().__init__(weight, hidden_dim, adversary_lr_scale, adversary_steps, adversaries)
+        super().__init__(weight, hidden_dim, adversary_lr_scale, adversary_steps)
         self.schedule = Schedule(schedule, gamma, peak=lambda_max)
 
     def build_modules(self, pl_module: L.LightningModule) -> nn.Module:
-        hparams = pl_module.hparams
-        return SpeakerAdversary(hparams.emotion_dim, self.hidden_dim, hparams.num_speakers, self.adversaries)
+        return SpeakerAdversary(pl_module.hparams.emotion_dim, self.hidden_dim, pl_module.hparams.num_speakers)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
