@@ -84,8 +84,8 @@ def test_ddp_checkpoints_are_whole_and_written_by_rank_0_only(tiny_corpus, fitte
 
 
 def printed_metrics(stdout: str) -> dict[str, float]:
-    """The metric table Lightning prints after `test`."""
-    return {name: float(value) for name, value in re.findall(r"(test/[\w/]+)\s+([-\d.e]+)", stdout)}
+    """The metric table Lightning prints after `test`: plain, or drawn by rich (installed with transformers)."""
+    return {name: float(value) for name, value in re.findall(r"(test/[\w/]+)[\s│|]+([-\d.e]+)", stdout)}
 
 
 def test_ddp_evaluation_counts_every_clip_once(tiny_corpus, fitted, tmp_path, monkeypatch):
