@@ -25,7 +25,9 @@ EPOCHS = 20
 
 
 @pytest.fixture(scope="module")
-def entangled(tmp_path_factory):
+def entangled(tmp_path_factory, single_thread):
+    """The corpus every test here trains on, on one thread for all of them: the runs they compare then see
+    the same kernels whatever order the tests run in (a model trained on two threads differs in the last bits)."""
     dm = AVDataModule(
         synthetic=ENTANGLED,
         features=FEATURES,
@@ -102,14 +104,14 @@ def test_every_strategy_composes_with_an_emotion_head_reading_identity(entangled
 
 
 @pytest.mark.parametrize(
-    "strategy, weight, uar_tolerance", [("confusion", 1.0, 0.08), ("hsic", 0.5, 0.08), ("grl", 1.0, None)]
+    "strategy, weight, uar_tolerance", [("confusion", 0.6, 0.08), ("hsic", 0.5, 0.08), ("grl", 1.0, None)]
 )
 def test_strategy_lowers_speaker_probe_on_z_emotion(trained, entangled, strategy, weight, uar_tolerance):
     """Less identity in z_emotion than the baseline at the same seed. Confusion and HSIC keep
     emotion UAR within a few points; gradient reversal only removes identity at a strength that
     costs emotion accuracy on this corpus (measured: see README), so only its effect is asserted.
-    HSIC's running-mean estimate needs more weight than the old per-batch one: at 0.5 the probe fell
-    1.00 -> 0.86 (UAR 0.73 -> 0.78), at 0.3 to 0.90, at 1 to 0.72 but UAR to 0.62."""
+    Measured on one thread, seed 0 (baseline probe 1.00, UAR 0.67): confusion at 0.6 (the benchmark's
+    default) 0.86 at UAR 0.70; hsic at 0.5 0.93 at 0.66 (at 0.3 0.90 at 0.76); grl at 1 0.86 at 0.45."""
     baseline_model, baseline = trained("none", 1.0)
     model, metrics = trained(strategy, weight)
     baseline_leak, leak = speaker_probe(entangled, baseline_model), speaker_probe(entangled, model)
