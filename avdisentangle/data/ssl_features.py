@@ -8,7 +8,9 @@ K equal segments of the clip's frames (each their mean), float16.
 Workers decode and window the audio as for the log-mel; the parent embeds each finished chunk in
 batches (`SpeechEmbedder`, on the GPU when there is one), so `prepare` resumes, counts and refuses as
 before. Every clip is the same zero-padded window, so batches need no per-clip shapes; the frames
-the padding produced are left out of the statistics. The model is read only from its folder
+the padding produced are left out of the statistics (with a layer-normed feature encoder and an
+attention mask the padding cannot reach the clip's frames; a base model's group norm spans the whole
+window, so there it shifts them slightly, as in transformers' own batches). The model is read only from its folder
 (`local_files_only`, the hub forced offline): a cache must never depend on a download.
 """
 
