@@ -3,7 +3,8 @@
 Layout of one cache folder (named after the corpus, its file listing and the feature config):
 
     parts/part-<start>-<stop>.npz   finished chunks while preparing (deleted when done)
-    audio.npy  (N, n_mels, frames)  float16 log-mel, memory-mapped by training (with audio only)
+    audio.npy  (N, *audio_shape)    the audio features, memory-mapped by training (with audio only): float16
+                                    log-mel (N, n_mels, frames), float32 eGeMAPS (N, 88) or float16 ssl (N, L, K, D)
     video.npy  (N, T, C, S, S)      uint8 face crops, memory-mapped by training (with video only)
     faces.png                       a contact sheet of the face crops, to check detection at a glance
     clips.csv                       one row per kept clip: labels, paths, whether a face was found
@@ -168,10 +169,11 @@ def build_cache(
     chunks = [(start, listing.clips[start : start + CHUNK_SIZE]) for start in range(0, len(listing.clips), CHUNK_SIZE)]
     todo = [(start, clips) for start, clips in chunks if not part_path(parts_dir, start, len(clips)).exists()]
     resumed = len(listing.clips) - sum(len(clips) for _, clips in todo)
+    results = run_chunks(todo, config, num_workers)
     with tqdm(
         total=len(listing.clips), initial=resumed, desc=f"prepare {corpus}", unit="clip", disable=not progress
     ) as bar:
-        for start, result in run_chunks(todo, config, num_workers):
+        for start, result in results:
             write_part(part_path(parts_dir, start, result["count"]), result)
             bar.update(result["count"])
     summary = consolidate(listing, config, cache_dir, [(start, len(clips)) for start, clips in chunks], corpus)
@@ -225,6 +227,7 @@ def consolidate(listing: CorpusListing, config: FeatureConfig, cache_dir: Path, 
         os.replace(cache_dir / f".{name}.npy.tmp", cache_dir / f"{name}.npy")
     if "video" in arrays and kept:
         write_contact_sheet(cache_dir / CONTACT_SHEET, arrays["video"], rows, atomic_write)
+    audio_shape = list(arrays["audio"].shape[1:]) if "audio" in arrays else None
     del arrays
     write_table(cache_dir / "clips.csv", rows)
     write_table(
@@ -235,6 +238,7 @@ def consolidate(listing: CorpusListing, config: FeatureConfig, cache_dir: Path, 
         "format": CACHE_FORMAT,
         "corpus": corpus,
         "features": asdict(config),
+        "audio_shape": audio_shape,  # what the integrity check expects without the ssl model folder at hand
         "kept": kept,
         "refused": len(refused),
         "faces_missing": faces_missing,

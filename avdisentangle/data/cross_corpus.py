@@ -26,6 +26,7 @@ UNKNOWN_SPEAKER = -100  # F.cross_entropy's default ignore_index
 def feature_differences(trained: FeatureConfig | dict | None, features: FeatureConfig) -> str:
     """'name=this run's (checkpoint: its)' for every feature setting that differs; '' when none does."""
     trained = asdict(trained) if isinstance(trained, FeatureConfig) else dict(trained or {})
+    trained = {**asdict(FeatureConfig()), **trained}  # a checkpoint older than a setting used its default
     return ", ".join(
         f"{key}={value} (checkpoint: {trained.get(key)})"
         for key, value in asdict(features).items()

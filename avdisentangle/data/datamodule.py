@@ -26,6 +26,7 @@ from avdisentangle.data.records import CorpusError
 from avdisentangle.data.samplers import check_batch_shape, training_batches
 from avdisentangle.data.speaker_norm import SpeakerNormaliser
 from avdisentangle.data.splits import SPLIT_KINDS, SPLIT_NAMES, check_folds, make_splits
+from avdisentangle.data.ssl_features import SSLConfig
 from avdisentangle.data.synthetic import SyntheticConfig
 from avdisentangle.errors import UserError
 
@@ -33,7 +34,7 @@ PREDICT_SPLITS = (*SPLIT_NAMES, "all")
 
 # Checkpoints store the DataModule's hyperparameters, these dataclasses among them; allow them
 # in torch.load's safe (weights-only) unpickler so checkpoints reload without trusting pickle.
-torch.serialization.add_safe_globals([FeatureConfig, SyntheticConfig, AudioAugment])
+torch.serialization.add_safe_globals([FeatureConfig, SSLConfig, SyntheticConfig, AudioAugment])
 
 
 class AVDataModule(CorpusPreparation, L.LightningDataModule):
@@ -45,6 +46,7 @@ class AVDataModule(CorpusPreparation, L.LightningDataModule):
         cache_dir: where feature caches (and the generated synthetic corpus) live.
         features: audio and video feature settings, and which modalities to read (`features.modalities`:
             audio,video, audio or video; linked into the model's); any change builds a new cache.
+            `features.audio`: logmel (default), egemaps or ssl (with `features.ssl.path`, a local model folder).
         synthetic: the built-in corpus' size and speaker-emotion entanglement.
         augment: training-time crops and masks of the log-mel (`augment.py`); off by default.
         speaker_norm: standardise each speaker's log-mel per mel bin, from all of that speaker's clips
@@ -113,6 +115,8 @@ class AVDataModule(CorpusPreparation, L.LightningDataModule):
             if value < least:
                 raise UserError(f"{name} must be at least {least}, got {value}")
         check_batch_shape(batch_size, speakers_per_batch)
+        if features.audio != "logmel" and (speaker_norm or augment.active):
+            raise UserError(f"speaker_norm and augment act on the log-mel; features.audio is {features.audio}")
         if predict_split not in PREDICT_SPLITS:
             raise UserError(f"unknown predict_split {predict_split!r}; choose one of {', '.join(PREDICT_SPLITS)}")
         self.save_hyperparameters()
@@ -204,6 +208,12 @@ class AVDataModule(CorpusPreparation, L.LightningDataModule):
     @property
     def video_channels(self) -> int:
         return self.features.video_channels
+
+    @property
+    def audio_shape(self) -> tuple[int, ...] | None:
+        """One clip's cached audio array (log-mel, eGeMAPS or ssl summaries); None when the run has no audio."""
+        self.require_setup()
+        return None if self.cache.audio is None else tuple(self.cache.audio.shape[1:])
 
     @property
     def speakers_known(self) -> bool:  # not in a cross-corpus test, whose speaker labels are -100

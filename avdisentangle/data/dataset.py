@@ -39,14 +39,16 @@ class CachedClips(Dataset):
         return {key: value[0] for key, value in self.__getitems__([position]).items()}
 
     def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
-        """The batch contract: `audio` (B, 1, n_mels, frames) float32 and `video` (B, T, C, S, S) uint8,
-        each only when the table holds that modality, then the labels and row indices."""
+        """The batch contract: `audio` float32, (B, 1, n_mels, frames) for the log-mel, (B, 88) for eGeMAPS,
+        (B, L, K, D) for ssl, and `video` (B, T, C, S, S) uint8, each only when the table holds that modality,
+        then the labels and row indices."""
         rows = self.indices[np.asarray(positions)]
         features = {}
         if self.table.audio is not None:
             audio = self.table.audio[rows].astype(np.float32)
             audio = audio if self.normaliser is None else self.normaliser(audio, rows)
-            features["audio"] = torch.from_numpy(audio).unsqueeze(1)
+            audio = torch.from_numpy(audio)
+            features["audio"] = audio.unsqueeze(1) if audio.ndim == 3 else audio  # the log-mel's channel axis
         if self.table.video is not None:
             features["video"] = torch.from_numpy(np.ascontiguousarray(self.table.video[rows]))
         return {

@@ -2,11 +2,14 @@
 
 A chunk's result is plain arrays plus the refused clips and their reasons, never an exception:
 one bad clip must not stop a corpus. The cache (`cache.py`) writes chunk results to disk; predict
-extracts a few loose clips in memory (`extract_in_memory`).
+extracts a few loose clips in memory (`extract_in_memory`). For ssl audio, workers return the
+windows and this process embeds each chunk as it arrives (`finish_chunk`): one model, batched, on the
+GPU when there is one, instead of a copy per worker.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,6 +22,8 @@ from avdisentangle.data.clip_errors import ClipRefused, describe_error
 from avdisentangle.data.faces import load_face_detector
 from avdisentangle.data.features import FeatureConfig, extract_clip
 from avdisentangle.data.records import ClipRecord, CorpusListing, Refusal
+from avdisentangle.data.ssl_features import speech_embedder
+from avdisentangle.errors import UserError
 from avdisentangle.workers import exit_with_parent
 
 
@@ -39,8 +44,9 @@ class FeatureTable:
 def extract_in_memory(listing: CorpusListing, config: FeatureConfig) -> tuple[FeatureTable, list[Refusal]]:
     """Features of a few clips in this process, without a cache (prediction on loose files), and
     every item refused by the reader or by extraction."""
+    prepare_audio_backend(config)
     init_worker()
-    result = process_chunk(listing.clips, config)
+    result = finish_chunk(process_chunk(listing.clips, config), listing.clips, config)
     kept = [listing.clips[position] for position in result["kept"].tolist()]
     rows = [clip_row(clip, face_found, config) for clip, face_found in zip(kept, result["face_found"].tolist())]
     refused = list(listing.refused) + [Refusal(item, reason) for item, reason in json.loads(result["refused"])]
@@ -48,6 +54,26 @@ def extract_in_memory(listing: CorpusListing, config: FeatureConfig) -> tuple[Fe
 
 
 def run_chunks(todo, config: FeatureConfig, num_workers: int):
+    """(start, result) per chunk, in a process pool when num_workers > 0 (`chunk_results`); what the audio
+    features need is checked first, before any worker starts or a progress bar is drawn."""
+    if todo:
+        prepare_audio_backend(config)
+    return chunk_results(todo, config, num_workers)
+
+
+def prepare_audio_backend(config: FeatureConfig) -> None:
+    """A missing optional package or a bad ssl model folder as one line (UserError), not as a refusal of
+    every clip; the ssl model is loaded here, once."""
+    if "audio" not in config.modality_names or config.audio == "logmel":
+        return
+    package = "opensmile" if config.audio == "egemaps" else "transformers"
+    if importlib.util.find_spec(package) is None:
+        raise UserError(f"features.audio={config.audio} needs {package}: pip install 'avdisentangle[ssl]'")
+    if config.audio == "ssl":
+        speech_embedder(config.ssl)
+
+
+def chunk_results(todo, config: FeatureConfig, num_workers: int):
     """Yield (start, result) per chunk, in a process pool when num_workers > 0.
 
     A pool's results come as chunks finish, not in submission order: a slow chunk no longer
@@ -56,13 +82,14 @@ def run_chunks(todo, config: FeatureConfig, num_workers: int):
     if num_workers <= 0 or len(todo) <= 1:
         init_worker()
         for start, clips in todo:
-            yield start, process_chunk(clips, config)
+            yield start, finish_chunk(process_chunk(clips, config), clips, config)
         return
     # spawn, not fork: the parent may already run torch's thread pools, which fork can deadlock.
     with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"), initializer=init_pool_worker) as pool:
-        starts = {pool.submit(process_chunk, clips, config): start for start, clips in todo}
-        for future in as_completed(starts):
-            yield starts.pop(future), future.result()
+        chunks = {pool.submit(process_chunk, clips, config): (start, clips) for start, clips in todo}
+        for future in as_completed(chunks):
+            start, clips = chunks.pop(future)
+            yield start, finish_chunk(future.result(), clips, config)
 
 
 _detector = None
@@ -99,7 +126,7 @@ def init_pool_worker() -> None:
 def process_chunk(clips: list[ClipRecord], config: FeatureConfig) -> dict:
     """Features of a chunk of clips; a refused clip becomes its reason, never an exception."""
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in config.modality_names}
-    positions, faces, refused = [], [], []
+    positions, faces, samples, refused = [], [], [], []
     for position, clip in enumerate(clips):
         try:
             features = extract_clip(clip, config, _detector)
@@ -113,22 +140,44 @@ def process_chunk(clips: list[ClipRecord], config: FeatureConfig) -> dict:
             values.append(getattr(features, name))
         positions.append(position)
         faces.append(bool(features.face_found))
+        samples.append(features.audio_samples)
     return {
         **{name: stack_or_empty(values, name, config) for name, values in arrays.items()},
         "kept": np.array(positions, dtype=np.int64),
         "face_found": np.array(faces, dtype=bool),
+        "audio_samples": np.array(samples, dtype=np.int64),
         "refused": json.dumps(refused),
         "count": len(clips),
     }
 
 
+def finish_chunk(result: dict, clips: list[ClipRecord], config: FeatureConfig) -> dict:
+    """A worker's chunk as the cache holds it: for ssl, the windows embedded here, and a clip whose
+    embedding is not finite (float16 overflow) refused like any other."""
+    samples = result.pop("audio_samples")
+    if config.audio != "ssl" or "audio" not in config.modality_names:
+        return result
+    audio = speech_embedder(config.ssl)(result["audio"], samples)
+    finite = np.isfinite(audio.reshape(len(audio), -1)).all(axis=1)
+    refused = json.loads(result["refused"])
+    refused += [(clips[position].clip_id, "ssl features not finite (float16 overflow)")
+                for position in result["kept"][~finite].tolist()]
+    kept = {name: result[name][finite] for name in (*config.modality_names, "kept", "face_found") if name != "audio"}
+    return {**result, **kept, "audio": audio[finite], "refused": json.dumps(refused)}
+
+
 def array_layout(name: str, config: FeatureConfig) -> tuple[type, tuple[int, ...]]:
-    """The dtype and per-clip shape of a modality's array: float16 log-mel in dB, uint8 face crops."""
-    return (np.float16, config.audio_shape) if name == "audio" else (np.uint8, config.video_shape)
+    """The dtype and per-clip shape of a modality's cached array: the audio features
+    (`FeatureConfig.audio_shape`), uint8 face crops."""
+    return (config.audio_dtype, config.audio_shape) if name == "audio" else (np.uint8, config.video_shape)
 
 
 def stack_or_empty(values: list[np.ndarray], name: str, config: FeatureConfig) -> np.ndarray:
-    dtype, shape = array_layout(name, config)
+    """The chunk's array; a worker's ssl audio is still the raw window (float32), which `finish_chunk` embeds."""
+    if name == "audio" and config.audio == "ssl":
+        dtype, shape = np.float32, (config.window_samples,)
+    else:
+        dtype, shape = array_layout(name, config)
     return np.stack(values) if values else np.zeros((0, *shape), dtype)
 
 

@@ -1,11 +1,12 @@
-"""Per-clip features: a log-mel window and face crops sampled on the same timeline.
+"""Per-clip features: an audio window (log-mel, eGeMAPS or a speech model's) and face crops on the same timeline.
 
 Audio is the time reference: one fixed-length window (centre crop, or zero padding for short
 clips) gives the log-mel frames, and `num_frames` video frames are sampled at the centres of
 equal slices of that same window, so a batch holds aligned, fixed-size tensors. A run of one
 modality (`modalities`: an audio-only speech corpus, say) extracts and caches that one alone; a
 video-only run takes its window from the video's own duration. Reading the files is left to
-`audio` and `faces`; this module holds the settings and every step that depends on them.
+`audio` and `faces`; this module holds the settings and every step that depends on them. The
+alternatives to the log-mel (`audio`: egemaps, ssl) live in `egemaps.py` and `ssl_features.py`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import numpy as np
 
 from avdisentangle.data.audio import load_audio
 from avdisentangle.data.clip_errors import ClipRefused
+from avdisentangle.data.egemaps import EGEMAPS_SIZE, egemaps_functionals
 from avdisentangle.data.faces import crop_square, detect_face, read_frames, video_duration
 from avdisentangle.data.modalities import parse_modalities
 from avdisentangle.data.records import ClipRecord
+from avdisentangle.data.ssl_features import SSLConfig
 from avdisentangle.errors import UserError
 
 SHORT_CLIP_POLICIES = ("pad", "refuse")
 COLORS = ("grey", "rgb")
+AUDIO_FEATURES = ("logmel", "egemaps", "ssl")
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,9 @@ class FeatureConfig:
     """Everything that changes the cached arrays; its fingerprint names the cache.
 
     `modalities` ("audio,video", "audio" or "video") says which arrays are extracted and cached; the CLI
-    links it into the model's `modalities`, so the data and the model never disagree."""
+    links it into the model's `modalities`, so the data and the model never disagree. `audio` says what the
+    audio array holds: logmel (n_mels, frames) float16, egemaps (88,) float32 functionals, or ssl (L, K, D)
+    float16 hidden-state summaries of the speech model in `ssl.path` (`ssl_features.py`)."""
 
     modalities: str = "audio,video"
     sample_rate: int = 16000
@@ -50,10 +56,16 @@ class FeatureConfig:
     face_detections: int = 3
     face_margin: float = 0.25
     detection_height: int = 120
+    audio: str = "logmel"
+    ssl: SSLConfig = SSLConfig()
 
     def __post_init__(self):
         # Canonical order and spelling ("video, audio" -> "audio,video"): one cache, one fingerprint.
         object.__setattr__(self, "modalities", ",".join(parse_modalities(self.modalities)))
+        if isinstance(self.ssl, dict):  # as meta.json and checkpoints' plain dicts hold it
+            object.__setattr__(self, "ssl", SSLConfig(**self.ssl))
+        if self.audio not in AUDIO_FEATURES:
+            raise UserError(f"audio must be one of {AUDIO_FEATURES}, got {self.audio!r}")
         if self.short_clips not in SHORT_CLIP_POLICIES:
             raise UserError(f"short_clips must be one of {SHORT_CLIP_POLICIES}, got {self.short_clips!r}")
         if self.color not in COLORS:
@@ -91,24 +103,42 @@ class FeatureConfig:
         return 1 if self.color == "grey" else 3
 
     @property
-    def audio_shape(self) -> tuple[int, int]:
+    def audio_shape(self) -> tuple[int, ...]:
+        """One clip's cached audio array; for ssl read from the model folder's config.json."""
+        if self.audio == "egemaps":
+            return (EGEMAPS_SIZE,)
+        if self.audio == "ssl":
+            return self.ssl.shape()
         return (self.n_mels, self.audio_frames)
+
+    @property
+    def audio_dtype(self) -> type:
+        return np.float32 if self.audio == "egemaps" else np.float16
 
     @property
     def video_shape(self) -> tuple[int, int, int, int]:
         return (self.num_frames, self.video_channels, self.face_size, self.face_size)
 
     def fingerprint(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """A short hash of the settings. A log-mel cache keeps the name it had before `audio` existed; an ssl
+        cache is named after the model's content and summary (`SSLConfig.signature`), not its batch or device."""
+        settings = asdict(self)
+        del settings["audio"], settings["ssl"]
+        if self.audio != "logmel":
+            settings["audio"] = self.audio
+        if self.audio == "ssl":
+            settings["ssl"] = self.ssl.signature()
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 @dataclass
 class ClipFeatures:
     """One clip's arrays, of the configured modalities only (the other is None)."""
 
-    audio: np.ndarray | None  # (n_mels, audio_frames) float16 log-mel in dB
+    audio: np.ndarray | None  # as `FeatureConfig.audio_shape`; for ssl the raw window, which the parent embeds
     video: np.ndarray | None  # (num_frames, channels, face_size, face_size) uint8
     face_found: bool | None  # None without video
+    audio_samples: int = 0  # the clip's samples in the window (the rest is zero padding)
 
 
 def extract_clip(record: ClipRecord, config: FeatureConfig, detector: cv2.CascadeClassifier) -> ClipFeatures:
@@ -124,21 +154,31 @@ def extract_clip(record: ClipRecord, config: FeatureConfig, detector: cv2.Cascad
     if duration < config.window_s and config.short_clips == "refuse":
         raise ClipRefused(f"clip shorter than the window (short_clips=refuse): {duration:.2f} s < {config.window_s} s")
     start = max(0.0, (duration - config.window_s) / 2)
-    audio = None if waveform is None else log_mel(window_audio(waveform, start, config), config)
+    audio, samples = (None, 0) if waveform is None else audio_features(waveform, start, config)
     if "video" not in config.modality_names:
-        return ClipFeatures(audio=audio, video=None, face_found=None)
+        return ClipFeatures(audio=audio, video=None, face_found=None, audio_samples=samples)
     frame_times = start + (np.arange(config.num_frames) + 0.5) * config.window_s / config.num_frames
     frame_times = np.minimum(frame_times, duration - 1e-3)  # padding repeats the last frame
     frames = read_frames(Path(record.video_path), frame_times)
     video, face_found = crop_faces(frames, config, detector)
-    return ClipFeatures(audio=audio, video=video, face_found=face_found)
+    return ClipFeatures(audio=audio, video=video, face_found=face_found, audio_samples=samples)
 
 
-def window_audio(waveform: np.ndarray, start_s: float, config: FeatureConfig) -> np.ndarray:
-    """Exactly `window_samples` samples from `start_s`, zero-padded at the end when short."""
+def audio_features(waveform: np.ndarray, start_s: float, config: FeatureConfig) -> tuple[np.ndarray, int]:
+    """The clip's audio array in the window from `start_s` and how many of the window's samples are the clip's.
+    eGeMAPS reads the clip without padding (`egemaps.py` says why); ssl returns the padded window for the
+    parent to embed."""
+    segment = clip_audio(waveform, start_s, config)
+    if config.audio == "egemaps":
+        return egemaps_functionals(segment, config.sample_rate), len(segment)
+    window = np.pad(segment, (0, config.window_samples - len(segment)))
+    return (window if config.audio == "ssl" else log_mel(window, config)), len(segment)
+
+
+def clip_audio(waveform: np.ndarray, start_s: float, config: FeatureConfig) -> np.ndarray:
+    """At most `window_samples` samples from `start_s`: the window, less the padding a short clip needs."""
     begin = int(round(start_s * config.sample_rate))
-    segment = waveform[begin : begin + config.window_samples]
-    return np.pad(segment, (0, config.window_samples - len(segment)))
+    return waveform[begin : begin + config.window_samples]
 
 
 def log_mel(segment: np.ndarray, config: FeatureConfig) -> np.ndarray:
