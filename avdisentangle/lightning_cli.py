@@ -1,9 +1,10 @@
 """The Lightning command line of one run, and a parser for its `--data.*` options alone.
 
 `AVLightningCLI` is `fit`/`validate`/`test`/`predict`: its model receives label counts, class
-weights and the video channel count from the DataModule (`link_arguments`), so a config never types
-them. Every logger receives the whole resolved config (`LoggedConfig`), so a run's records say what
-it was: trainer, seed, strategy callbacks and their settings, not only the model's hyperparameters.
+weights, the video channel count and the cached audio features' shape from the DataModule
+(`link_arguments`), so a config never types them. Every logger receives the whole resolved config
+(`LoggedConfig`), so a run's records say what it was: trainer, seed, strategy callbacks and their
+settings, not only the model's hyperparameters.
 `--ckpt_path` is opened with the package's one reader (`checkpoints.py`), and every trainer writes its
 checkpoints atomically (`checkpoint_io.py`). `run_lightning` runs one such command from a list of
 arguments; the command line (`cli.py`) and the report's runs (`evaluation/runs.py`) both call it, so
@@ -73,6 +74,7 @@ class AVLightningCLI(LightningCLI):
             ("emotion_class_weights", "model.emotion_class_weights"),
             ("video_channels", "model.video_channels"),
             ("emotion_names", "model.emotion_label_names"),
+            ("audio_shape", "model.audio_shape"),
         ):
             parser.link_arguments("data", target, compute_fn=data_attribute(attribute), apply_on="instantiate")
 

@@ -244,6 +244,7 @@ def test_report_writes_tables_intervals_and_plots(tiny_corpus, tmp_path):
     for png in ("embeddings.png", "frontier.png", "confusion.png", "training.png", "faces.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"({png})" in summary
+    assert not (out / "layers.png").exists()  # log-mel runs learn no SSL layer weights
     assert "| hsic |" in summary and "unseen speakers" in summary and "## Targets" in summary
     assert "**D_info %**" in summary and "the floor in bits" in summary
     assert (out / "frontier.csv").exists() and (out / "unseen.csv").exists()

@@ -1,4 +1,5 @@
-"""Report figures: embedding maps, confusion matrices, training curves (the frontier: `frontier_plot.py`).
+"""Report figures: embedding maps, confusion matrices, training curves, SSL layer weights (the frontier:
+`frontier_plot.py`).
 
 Each draws a pyplot-free figure (`figures.py`), writes one PNG, creating parent folders, and returns its path.
 """
@@ -214,3 +215,24 @@ def _epoch_series(history: Iterable[Mapping], key: str) -> list[tuple[float, flo
         if epoch is not None and value is not None:
             points.append((epoch, value))
     return sorted(points)
+
+
+def plot_layer_weights(weights: Mapping[str, np.ndarray], path) -> Path:
+    """The SSL encoder's softmax layer weights at the end of training, one line per strategy, against the uniform
+    weights it started from: which layers of the speech model the tasks read (layer 0: the features before the
+    first transformer layer)."""
+    if not weights:
+        raise ValueError("need the layer weights of at least one strategy")
+    cmap = colormaps["tab10"]
+    fig = new_figure(6.6, 4.0)
+    ax = fig.subplots()
+    for index, (strategy, values) in enumerate(weights.items()):
+        ax.plot(range(len(values)), values, marker="o", markersize=4, color=colour(cmap, index), label=strategy)
+    layers = max(len(values) for values in weights.values())
+    ax.axhline(1.0 / layers, color="grey", linestyle="--", linewidth=1, label="uniform (start)")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("softmax weight")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    return save_png(fig, path)

@@ -10,10 +10,12 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from avdisentangle.evaluation import analysis, tables, tradeoff
 from avdisentangle.evaluation.runs import RunOutcome
+from avdisentangle.models.multitask import LAYER_WEIGHT_PREFIX
 
 PAPER_STRATEGIES = ("grl", "confusion", "orthogonal")
 #: The frontier's x axes: the identity removed, read from the MLP probe's accuracy and from its bits.
@@ -97,7 +99,31 @@ def write_plots(
     files["Emotion confusion matrices (test, summed over seeds, row-normalised)"] = "confusion.png"
     plots.plot_training_curves({s: o.history for s, o in by_strategy.items()}, out / "training.png")
     files[f"Validation UAR per epoch (seed {first_seed})"] = "training.png"
+    layers = layer_weights_by_strategy(main)
+    if layers:
+        plots.plot_layer_weights(layers, out / "layers.png")
+        files["SSL layer weights at the end of training (mean over seeds): the layers the tasks read"] = "layers.png"
     return files
+
+
+def layer_weights_by_strategy(outcomes: list[RunOutcome]) -> dict[str, np.ndarray]:
+    """Each strategy's final SSL layer weights, averaged over its seeds; empty when no run learnt layer weights."""
+    found: dict[str, list[np.ndarray]] = {}
+    for outcome in outcomes:
+        weights = final_layer_weights(outcome.history)
+        if weights is not None:
+            found.setdefault(outcome.spec.strategy, []).append(weights)
+    return {strategy: np.mean(runs, axis=0) for strategy, runs in found.items()}
+
+
+def final_layer_weights(history: list[dict]) -> np.ndarray | None:
+    """The layer weights of a run's last epoch, from its metrics rows (`train/ssl_layer_weight/<i>`), or None."""
+    logged = [row for row in history if row.get(f"{LAYER_WEIGHT_PREFIX}0") not in (None, "")]
+    if not logged:
+        return None
+    last = logged[-1]
+    layers = sum(1 for key in last if key.startswith(LAYER_WEIGHT_PREFIX))
+    return np.array([float(last[f"{LAYER_WEIGHT_PREFIX}{i}"]) for i in range(layers)])
 
 
 def unseen_plot(unseen: dict, defaults: dict, out: Path) -> dict[str, str]:

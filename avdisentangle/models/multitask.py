@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 FUSIONS = {"concat": ConcatFusion, "attention": AttentionFusion}
 TASKS = ("emotion", "speaker")
+LAYER_WEIGHT_PREFIX = "train/ssl_layer_weight/"
 STRATEGY_PREFIX = "strategy_modules."
 
 
@@ -61,6 +62,8 @@ class MultitaskAVModule(L.LightningModule):
     With `emotion_reads_identity` the emotion head also reads z_identity, gradient-stopped (`models/heads.py`).
     The encoders are injected factories (`models/factories.py`): `audio_encoder(hidden_dim)` and
     `video_encoder(video_channels, hidden_dim)`, or their plain form (an import path or class_path + init_args).
+    `audio_shape` is the per-clip shape of the cached audio features (linked from the data): audio encoders that
+    take `input_shape` are built for it (`models/upstream.py`).
     """
 
     def __init__(
@@ -82,17 +85,19 @@ class MultitaskAVModule(L.LightningModule):
         weight_decay: float = 1e-4,
         emotion_label_names: list[str] | None = None,
         emotion_reads_identity: bool = False,
+        audio_shape: list[int] | None = None,
     ) -> None:
         super().__init__()
         factories = (audio_encoder, video_encoder)
         # save_hyperparameters reads the arguments as they are now: their plain form, which checkpoints can hold.
         audio_encoder, video_encoder = encoder_spec(audio_encoder), encoder_spec(video_encoder)
+        audio_shape = None if audio_shape is None else [int(size) for size in audio_shape]
         self.save_hyperparameters()
         self.modalities = parse_modalities(modalities)
         check_settings(fusion, num_emotions, emotion_class_weights, emotion_label_names)
         self.emotion_label_names = emotion_label_names or [str(i) for i in range(num_emotions)]
 
-        self.encoders = build_encoders(self.modalities, *factories, video_channels, hidden_dim)
+        self.encoders = build_encoders(self.modalities, *factories, video_channels, hidden_dim, audio_shape)
         self.fusion = FUSIONS[fusion](self.modalities, hidden_dim, hidden_dim, dropout=dropout)
         self.emotion_branch = branch(hidden_dim, emotion_dim, dropout)
         self.identity_branch = branch(hidden_dim, identity_dim, dropout)
@@ -121,13 +126,15 @@ class MultitaskAVModule(L.LightningModule):
 
     @classmethod
     def for_data(cls, datamodule: AVDataModule, **hparams: Any) -> MultitaskAVModule:
-        """A model sized from the data, as the CLI links it (label counts, class weights, video channels)."""
+        """A model sized from the data, as the CLI links it (label counts, class weights, video channels,
+        audio shape)."""
         datamodule.ready()
         return cls(
             datamodule.num_emotions,
             datamodule.num_speakers,
             datamodule.emotion_class_weights,
             datamodule.video_channels,
+            audio_shape=datamodule.audio_shape,
             **hparams,
         )
 
@@ -197,6 +204,13 @@ class MultitaskAVModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")[0]
+
+    def on_train_epoch_end(self) -> None:
+        """Log the audio encoder's layer weights when it has them (`SSLEncoder`): which layers the tasks read."""
+        encoder = self.encoders["audio"] if "audio" in self.encoders else None
+        if hasattr(encoder, "layer_weights"):
+            for layer, weight in enumerate(encoder.layer_weights().tolist()):
+                self.log(f"{LAYER_WEIGHT_PREFIX}{layer}", weight, sync_dist=True)  # the same on every process
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
