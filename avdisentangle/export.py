@@ -1,10 +1,11 @@
 """`export`: a checkpoint's network as a standalone inference model, ONNX or TorchScript.
 
 The exported model takes features in the batch contract of `data/dataset.py`, one input per modality
-the model was trained on, with a free batch axis: `audio`, log-mel (B, 1, n_mels, n_frames) float32
-in dB, and `video`, face crops (B, T, C, H, W) uint8. It returns what `predict` writes:
-`emotion_probs`, `z_emotion`, `z_identity`. Decoding and face detection stay in Python (`prepare`,
-`predict`); only the network is exported, and checked against the checkpoint before this returns.
+the model was trained on, with a free batch axis: `audio` float32 as the features were cached (log-mel
+(B, 1, n_mels, n_frames) in dB, eGeMAPS (B, 88), ssl summaries (B, L, K, D)), and `video`, face crops
+(B, T, C, H, W) uint8. It returns what `predict` writes: `emotion_probs`, `z_emotion`, `z_identity`.
+Decoding, face detection and the speech model stay in Python (`prepare`, `predict`); only the network
+is exported, and checked against the checkpoint before this returns.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 
 import avdisentangle.data.datamodule  # noqa: F401  (lets torch.load's safe unpickler read the data settings)
 from avdisentangle.checkpoints import read_checkpoint
+from avdisentangle.data.dataset import audio_input_shape
 from avdisentangle.data.features import FeatureConfig
 from avdisentangle.errors import ExpectedFailure, UserError
 from avdisentangle.models.from_checkpoint import module_from_checkpoint
@@ -34,6 +36,7 @@ INSTALL_EXTRA = "pip install -e '.[export]'"
 TRACE_BATCH, CHECK_BATCH = 2, 3  # checked at another batch size than traced: the batch axis must stay free
 TOLERANCE = 1e-4
 SHAPE_OPTIONS = {"audio": ("--audio_shape", "N_MELS,N_FRAMES"), "video": ("--video_shape", "FRAMES,CHANNELS,H,W")}
+SHAPE_SIZES = {"audio_shape": None, "video_shape": 4}  # audio: as cached (2 sizes for a log-mel, 1 or 3 otherwise)
 
 Runner = Callable[..., Sequence[Tensor]]
 
@@ -53,24 +56,29 @@ class InferenceModel(nn.Module):
         return probs, outputs["z_emotion"].float(), outputs["z_identity"].float()
 
 
-def parse_shape(text: str, option: str, size: int) -> tuple[int, ...]:
+def parse_shape(text: str, option: str, size: int | None) -> tuple[int, ...]:
     try:
         shape = tuple(int(part) for part in text.split(","))
     except ValueError:
         shape = ()
-    if len(shape) != size or min(shape) < 1:
-        raise UserError(f"{option} takes {size} positive integers separated by commas, got {text!r}")
+    if not shape or (size is not None and len(shape) != size) or min(shape) < 1:
+        count = "" if size is None else f"{size} "
+        raise UserError(f"{option} takes {count}positive integers separated by commas, got {text!r}")
     return shape
 
 
 def feature_shapes(checkpoint: dict, modalities: Sequence[str], options: argparse.Namespace) -> dict[str, tuple]:
-    """Per-clip input shapes: the shape options, else the features of the data the checkpoint was fitted on."""
+    """Per-clip input shapes: the shape options, else what the checkpoint records: the cached audio shape the
+    model was built for (`audio_shape`), the features of the data it was fitted on."""
     features = checkpoint.get("datamodule_hyper_parameters", {}).get("features")
     if isinstance(features, dict):  # as the command line saves them
         features = FeatureConfig(**features)
-    shapes = {"audio": (1, *features.audio_shape), "video": features.video_shape} if features else {}
-    if options.audio_shape:
-        shapes["audio"] = (1, *options.audio_shape)
+    shapes = {"video": features.video_shape} if features else {}
+    audio_shape = options.audio_shape or checkpoint.get("hyper_parameters", {}).get("audio_shape")
+    if audio_shape is None and features is not None and features.audio == "logmel":
+        audio_shape = features.audio_shape  # a checkpoint from before the model recorded it
+    if audio_shape:
+        shapes["audio"] = audio_input_shape(audio_shape)
     if options.video_shape:
         shapes["video"] = options.video_shape
     for modality in modalities:
@@ -181,7 +189,7 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     options = parser.parse_args(args)
     if options.format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {options.format!r}")
-    for name, size in (("audio_shape", 2), ("video_shape", 4)):
+    for name, size in SHAPE_SIZES.items():
         if getattr(options, name):
             setattr(options, name, parse_shape(getattr(options, name), f"--{name}", size))
     return options

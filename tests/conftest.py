@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 
 import pytest
@@ -78,3 +79,42 @@ def write_ravdess_copy(cremad_root, target, speakers: int = 2):
                 writer.write(frame)
             writer.release()
     return target
+
+
+SPEECH_MODEL_HIDDEN, SPEECH_MODEL_LAYERS = 32, 2
+
+
+@pytest.fixture(scope="session")
+def speech_model(tmp_path_factory):
+    """A 2-layer, 32-wide random Wav2Vec2 and its feature extractor, saved as a real checkpoint folder is.
+    Layer-normed, with attention masks (as WavLM and wav2vec 2.0 large are): padding cannot reach real frames."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    config = Wav2Vec2Config(
+        hidden_size=SPEECH_MODEL_HIDDEN,
+        num_hidden_layers=SPEECH_MODEL_LAYERS,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )
+    folder = tmp_path_factory.mktemp("speech_model")
+    Wav2Vec2Model(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """The hub forced offline, and any network connection an error."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", refuse)

@@ -141,8 +141,8 @@ def test_an_emotion_head_reading_identity_predicts_and_exports(
             "x.ckpt is empty (0 bytes): a save that stopped before it wrote anything",
         ),
         (
-            ["--format=torchscript", "--ckpt_path=x.ckpt", "--audio_shape=64"],
-            "--audio_shape takes 2 positive integers separated by commas, got '64'",
+            ["--format=torchscript", "--ckpt_path=x.ckpt", "--audio_shape=64,0"],
+            "--audio_shape takes positive integers separated by commas, got '64,0'",
         ),
     ],
 )

@@ -5,6 +5,8 @@ Under DDP, evaluation clips are split across processes without padding (`evaluat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -47,8 +49,7 @@ class CachedClips(Dataset):
         if self.table.audio is not None:
             audio = self.table.audio[rows].astype(np.float32)
             audio = audio if self.normaliser is None else self.normaliser(audio, rows)
-            audio = torch.from_numpy(audio)
-            features["audio"] = audio.unsqueeze(1) if audio.ndim == 3 else audio  # the log-mel's channel axis
+            features["audio"] = torch.from_numpy(audio).reshape(len(rows), *audio_input_shape(audio.shape[1:]))
         if self.table.video is not None:
             features["video"] = torch.from_numpy(np.ascontiguousarray(self.table.video[rows]))
         return {
@@ -77,3 +78,9 @@ def evaluation_sampler(dataset: Dataset) -> UnrepeatedDistributedSampler | None:
     ):
         return UnrepeatedDistributedSampler(dataset, shuffle=False)
     return None
+
+
+def audio_input_shape(clip_shape: Sequence[int]) -> tuple[int, ...]:
+    """One clip's `audio` in a batch: a log-mel (2-D) gains a channel axis for the 2-D CNN encoders, the
+    eGeMAPS vector and the ssl summaries (their encoders read them as they are) do not."""
+    return (1, *clip_shape) if len(clip_shape) == 2 else tuple(clip_shape)

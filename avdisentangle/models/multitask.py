@@ -33,6 +33,7 @@ from avdisentangle.models.factories import (
 from avdisentangle.models.fusion import AttentionFusion, ConcatFusion
 from avdisentangle.models.heads import EmotionHead, branch
 from avdisentangle.models.metrics import task_metrics
+from avdisentangle.models.optimisation import CosineAdamW
 
 if TYPE_CHECKING:
     from avdisentangle.data.datamodule import AVDataModule
@@ -55,7 +56,7 @@ def check_settings(
             raise UserError(f"{name} has {len(values)} entries for {num_emotions} emotions")
 
 
-class MultitaskAVModule(L.LightningModule):
+class MultitaskAVModule(CosineAdamW, L.LightningModule):
     """Audio/video encoders -> fusion -> h -> (z_emotion -> emotion head, z_identity -> speaker head).
 
     Loss = CE(emotion, optional class weights) + identity_weight * CE(speaker) + strategy terms.
@@ -245,48 +246,6 @@ class MultitaskAVModule(L.LightningModule):
             "z_emotion": outputs["z_emotion"].float().cpu(),
             "z_identity": outputs["z_identity"].float().cpu(),
         }
-
-    # --------------------------------------------------------------------------- optimisation
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """The model's parameters, then each strategy's modules at the strategy's own lr scale."""
-        owned = {id(p) for p in self.strategy_modules.parameters()}
-        groups = [{"params": [p for p in self.parameters() if id(p) not in owned]}]
-        for name, module in self.strategy_modules.items():
-            strategy = self.attached_strategies.get(name)
-            scale = strategy.lr_scale if strategy is not None else 1.0
-            groups.append({"params": list(module.parameters()), "lr": self.hparams.lr * scale})
-        return [group for group in groups if group["params"]]
-
-    def configure_optimizers(self) -> Any:
-        """AdamW over everything, strategy modules included, with per-step cosine decay.
-
-        Cosine over the estimated number of optimiser steps covers max_epochs and max_steps alike;
-        when the length is unknown (max_epochs=-1 without max_steps: inf; an iterable dataset without
-        max_steps: -1) the learning rate stays constant.
-        """
-        optimizer = torch.optim.AdamW(
-            self.parameter_groups(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        total_steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total_steps) or total_steps < 1:
-            return optimizer
-        optimizer.register_step_post_hook(self._count_optimizer_step)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps)))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _count_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self.optimizer_steps_unscheduled += 1
-
-    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
-        """Advance the schedule only after an optimiser step that ran.
-
-        Under 16-mixed the GradScaler skips every step whose scaled gradients overflow (the first few, while it
-        calibrates its scale); Lightning would advance the schedule anyway, so the cosine would end early and torch
-        warns that `lr_scheduler.step()` ran before `optimizer.step()`.
-        """
-        if self.optimizer_steps_unscheduled > 0:
-            self.optimizer_steps_unscheduled = 0
-            scheduler.step()
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
