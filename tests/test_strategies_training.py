@@ -10,7 +10,13 @@ import torch
 from lightning.pytorch.plugins import MixedPrecision
 
 from avdisentangle.models import MultitaskAVModule
-from avdisentangle.strategies import ConfusionStrategy, GradientReversalStrategy, HSICStrategy, OrthogonalStrategy
+from avdisentangle.strategies import (
+    CLUBStrategy,
+    ConfusionStrategy,
+    GradientReversalStrategy,
+    HSICStrategy,
+    OrthogonalStrategy,
+)
 from avdisentangle.strategies.schedules import dann_ramp
 from tests.helpers import TinyAVData, batch_of, model, trainer
 
@@ -130,7 +136,8 @@ def test_all_strategies_train_together_on_gpu_in_mixed_precision() -> None:
     net = model(fusion="attention", emotion_class_weights=[1.0, 2.0, 1.0])
     where = WhereTrainingRuns()
     adversarial = [GradientReversalStrategy(adversary_steps=3), ConfusionStrategy(adversary_steps=2)]
-    callbacks = [*adversarial, OrthogonalStrategy(), HSICStrategy(), where]  # extra adversary steps run in float32
+    owned = [OrthogonalStrategy(), HSICStrategy(), CLUBStrategy()]
+    callbacks = [*adversarial, *owned, where]  # extra adversary steps run in float32
     fit = trainer(callbacks, accelerator="gpu", devices=1, precision="16-mixed")
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=r"Detected call of `lr_scheduler.step\(\)` before")
