@@ -44,7 +44,7 @@ train: strategy-exists setup ## train with STRATEGY=none|grl|confusion|orthogona
 BENCHMARK := $(BASE_CONFIG),experiments/configs/data/benchmark.yaml
 
 # The full profile also runs the balanced benchmark (correlation 0), where the speaker prior is worth nothing.
-report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~16 min on 2 CPUs) or full (GPU, entangled and balanced benchmarks; ARGS="--jobs 4")
+report: setup ## every strategy over seeds and speaker folds, with intervals: PROFILE=quick (~12 min on 2 CPUs) or full (GPU, entangled and balanced benchmarks; ARGS="--jobs 4")
 	$(PY) -m avdisentangle report --profile $(PROFILE) $(ARGS)
 ifeq ($(PROFILE),full)
 	$(PY) -m avdisentangle report --profile full --name full-balanced \
