@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 lint: setup ## pyflakes, import order and line length (ruff)
 	$(PY) -m ruff check avdisentangle tests benchmarks
 
-test: setup ## run the test suite (CPU, about 10 min on 2 cores)
+test: setup ## run the test suite (CPU, about 6 min on 2 cores)
 	$(PY) -m pytest -q
 
 data: setup ## write the built-in synthetic corpus and its feature cache
