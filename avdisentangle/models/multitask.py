@@ -122,8 +122,6 @@ class MultitaskAVModule(CosineAdamW, L.LightningModule):
         self.attached_strategies: dict[str, DisentanglementStrategy] = {}
         # The last training step's named loss terms, detached: DivergenceGuard names the non-finite ones.
         self.last_loss_terms: dict[str, Tensor] = {}
-        # Optimiser steps taken since the learning-rate schedule last advanced (see lr_scheduler_step).
-        self.optimizer_steps_unscheduled = 0
 
     @classmethod
     def for_data(cls, datamodule: AVDataModule, **hparams: Any) -> MultitaskAVModule:

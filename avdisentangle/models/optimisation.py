@@ -1,7 +1,8 @@
 """The optimiser of the multitask module: AdamW over the model and its strategies' modules, cosine decay per step.
 
 A mixin of `MultitaskAVModule`, apart because how the model learns is a concern of its own: it reads
-`hparams.lr`, `hparams.weight_decay`, `strategy_modules` and `attached_strategies` from the module.
+`hparams.lr`, `hparams.weight_decay`, `strategy_modules` and `attached_strategies` from the module, and
+keeps its own count of optimiser steps the schedule has not yet followed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class CosineAdamW:
         total_steps = self.trainer.estimated_stepping_batches
         if not math.isfinite(total_steps) or total_steps < 1:
             return optimizer
+        # Optimiser steps taken since the learning-rate schedule last advanced (see lr_scheduler_step).
+        self.optimizer_steps_unscheduled = 0
         optimizer.register_step_post_hook(self._count_optimizer_step)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
